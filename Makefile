@@ -1,0 +1,73 @@
+# Real-time web with WebSockets: the two commands are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+NBVAL  := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
+LESSONS   := $(sort $(wildcard notebooks/*.ipynb))
+SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
+# Parallel workers for `make test` (xdist; notebooks stay whole per worker).
+JOBS ?= 2
+
+.PHONY: lab test notebooks exercises nav lint system-deps benchmarks clean help
+
+help:
+	@echo "make lab        build .venv, install, open the course in JupyterLab"
+	@echo "make test       build .venv, install test tools, run every test (what CI runs)"
+	@echo "make notebooks  execute lessons and solutions in place, regenerate exercises and navigation"
+	@echo "make exercises  regenerate exercises/ from solutions/ and execute them"
+	@echo "make nav        regenerate navigation cells and the README contents"
+	@echo "make benchmarks run the benchmark scripts"
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab notebooks/00_how_to_use_this_course.ipynb $(LAB_ARGS)
+
+# System parts the tests need: installed on Debian/Ubuntu when missing and running as root.
+system-deps:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  echo "system-deps: chromium found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "!!! system-deps: Chromium is missing and cannot be installed here (not root, or no apt-get)."; \
+	  echo "!!! Browser tests will SKIP (or FAIL under CI=true). Install the chromium package to run them."; \
+	fi
+
+test: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest -n $(JOBS) --dist loadfile $(NBVAL) -p no:cacheprovider -rs \
+	  tests notebooks solutions exercises
+
+notebooks: $(VENV)/.installed-test
+	$(BIN)/python -m course.tools.execute $(LESSONS) $(SOLUTIONS)
+	$(BIN)/python -m course.tools.exercises
+	$(BIN)/python -m course.tools.nav
+
+exercises: $(VENV)/.installed-test
+	$(BIN)/python -m course.tools.exercises
+
+nav: $(VENV)/.installed
+	$(BIN)/python -m course.tools.nav
+
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m course.tools.lint
+
+benchmarks: $(VENV)/.installed-test
+	$(BIN)/python -m course.transports
+	$(BIN)/python benchmarks/rawserver_vs_websockets.py
+	$(BIN)/python benchmarks/push_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,223 @@
+"""A WebSocket echo server on asyncio streams, built only on :mod:`course.protocol`.
+
+All the protocol lives in :class:`course.protocol.ServerConnection` (sans-I/O);
+this module only moves bytes between sockets and that state machine:
+read -> ``receive_data()`` -> events -> ``send_message()`` -> ``data_to_send()`` -> write.
+
+From a notebook (the kernel's loop is already running)::
+
+    from course.rawserver import start_server
+    server = await start_server(host="127.0.0.1", port=0)
+    print(server.url)            # ws://127.0.0.1:PORT
+    ...
+    server.close()               # sends 1001 "going away" to open connections
+    await server.wait_closed()
+
+From a shell::
+
+    python -m course.rawserver --host 127.0.0.1 --port 0
+    # prints "listening on ws://127.0.0.1:PORT"; SIGTERM or Ctrl-C stops it (exit 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from course.protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    CloseCode,
+    ConnectionLost,
+    Failed,
+    Message,
+    Rejected,
+    ServerConnection,
+    State,
+)
+
+__all__ = ["EchoServer", "start_server", "main"]
+
+logger = logging.getLogger("course.rawserver")
+
+#: Bytes asked from the socket per read.
+READ_SIZE = 1 << 20
+
+
+class EchoServer:
+    """A running echo server; create it with :func:`start_server`.
+
+    Attributes:
+        host: The address it listens on.
+        port: The TCP port it listens on (the real one when started with port 0).
+        max_message_size: Largest message accepted (bigger: close with 1009).
+        max_frame_size: Largest frame accepted (``None``: ``max_message_size``).
+        close_timeout: Seconds to wait for a client's close frame after we sent ours.
+    """
+
+    def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+                 max_frame_size: int | None = None, close_timeout: float = 2.0) -> None:
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.close_timeout = close_timeout
+        self.host = ""
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: dict[asyncio.Task, tuple[ServerConnection, asyncio.StreamWriter]] = {}
+        self._closing = False
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT`` to give to a client."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Number of open client connections."""
+        return len(self._connections)
+
+    async def _listen(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port, limit=READ_SIZE)
+        sockname = self._server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = ServerConnection(max_message_size=self.max_message_size,
+                                max_frame_size=self.max_frame_size)
+        task = asyncio.current_task()
+        self._connections[task] = (conn, writer)
+        peer = writer.get_extra_info("peername")
+        try:
+            while not conn.should_close:
+                if self._closing and conn.state == State.OPEN:
+                    conn.send_close(CloseCode.GOING_AWAY, "server shutting down")
+                if conn.state == State.CLOSING:
+                    try:
+                        async with asyncio.timeout(self.close_timeout):
+                            data = await reader.read(READ_SIZE)
+                    except TimeoutError:
+                        break
+                else:
+                    data = await reader.read(READ_SIZE)
+                events = conn.receive_data(data) if data else conn.receive_eof()
+                for event in events:
+                    if isinstance(event, Message):
+                        conn.send_message(event.data)  # the echo
+                    elif isinstance(event, (Failed, Rejected)):
+                        logger.info("%s: %s", peer, event)
+                    elif isinstance(event, ConnectionLost):
+                        logger.debug("%s: connection lost", peer)
+                out = conn.data_to_send()
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+        except (ConnectionError, OSError) as exc:
+            logger.debug("%s: %r", peer, exc)
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
+        finally:
+            del self._connections[task]
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    def close(self) -> None:
+        """Stop accepting connections and ask open ones to close with 1001 (going away).
+
+        Each connection sends its close frame and waits up to ``close_timeout``
+        seconds for the client's reply; :meth:`wait_closed` waits for all of them.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn, writer in list(self._connections.values()):
+            if conn.state == State.OPEN:
+                conn.send_close(CloseCode.GOING_AWAY, "server shutting down")
+                writer.write(conn.data_to_send())
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every connection are closed.
+
+        Connections still open ``close_timeout`` seconds after :meth:`close`
+        (plus one) are aborted.
+        """
+        tasks = list(self._connections)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.close_timeout + 1)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> EchoServer:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def start_server(host: str = "127.0.0.1", port: int = 0, *,
+                       max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+                       max_frame_size: int | None = None,
+                       close_timeout: float = 2.0) -> EchoServer:
+    """Start the echo server and return once it listens.
+
+    Args:
+        host: Address to bind (keep ``127.0.0.1`` in the course).
+        port: TCP port, ``0`` for any free one (read it back from ``.port``).
+        max_message_size: Largest message in bytes; bigger ones close with 1009.
+        max_frame_size: Largest frame in bytes (default: ``max_message_size``).
+        close_timeout: Seconds to wait for the client's close frame on shutdown.
+
+    Returns:
+        The running :class:`EchoServer` (also an async context manager).
+
+    Raises:
+        OSError: If the address cannot be bound.
+    """
+    server = EchoServer(max_message_size=max_message_size, max_frame_size=max_frame_size,
+                        close_timeout=close_timeout)
+    await server._listen(host, port)
+    return server
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = await start_server(args.host, args.port, max_message_size=args.max_message_size)
+    print(f"listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    print("stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point: ``python -m course.rawserver [--host H] [--port P]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE,
+                        help="bytes; bigger messages are refused with close code 1009")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each connection")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

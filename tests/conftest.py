@@ -1,0 +1,159 @@
+"""Shared fixtures: real Chromium (Debian's package, driven by Playwright) and real JupyterLab.
+
+Missing system parts skip the tests that need them with a loud reason, except under
+``CI=true``, where a missing part is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+
+def missing(what: str) -> None:
+    """Skip loudly, or fail under CI=true, because a system part is missing."""
+    message = f"MISSING SYSTEM PART: {what}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing part is an error, not a skip)")
+    pytest.skip(message)
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium ``playwright.sync_api.Browser`` (Debian's binary, no download)."""
+    path = chromium_path()
+    if path is None:
+        missing("Chromium (apt-get install chromium; `make test` does it as root on Debian)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - requirements-test.txt installs it
+        missing("the playwright Python package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server on a throwaway copy of the course."""
+
+    url: str
+    root: Path
+    process: subprocess.Popen
+
+    def notebook_url(self, relpath: str) -> str:
+        return f"{self.url}/lab/tree/{relpath}?reset"
+
+
+def start_lab(root: Path, settings: Path, *, command: list[str] | None = None,
+              timeout: float = 90.0) -> Lab:
+    """Start JupyterLab headless on ``root`` and wait until it answers."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "JUPYTERLAB_SETTINGS_DIR": str(settings / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(settings / "workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(settings / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(settings / "config"),
+    })
+    args = [
+        "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        "--IdentityProvider.token=", "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+    ]
+    if command is None:
+        command = [str(VENV_BIN / "jupyter"), "lab", *args]
+    else:
+        command = [*command, "LAB_ARGS=" + " ".join(args)]
+    log = open(settings / "lab.log", "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited early:\n{(settings / 'lab.log').read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
+                if r.status == 200:
+                    return Lab(url=url, root=root, process=process)
+        except OSError:
+            time.sleep(0.3)
+    stop_lab(process)
+    raise RuntimeError(f"JupyterLab did not answer in {timeout}s:\n{(settings / 'lab.log').read_text()}")
+
+
+def stop_lab(process: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """JupyterLab serving a copy of ``notebooks/``, ``exercises/`` and ``solutions/``.
+
+    Tests work on the copy, so autosave never touches the committed notebooks.
+    Open a notebook with ``page.goto(lab.notebook_url("notebooks/03_....ipynb"))``.
+    """
+    root = tmp_path / "course"
+    for folder in ("notebooks", "exercises", "solutions"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, root / folder,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = tmp_path / "jupyter"
+    settings.mkdir()
+    lab = start_lab(root, settings)
+    try:
+        yield lab
+    finally:
+        stop_lab(lab.process)

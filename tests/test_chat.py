@@ -1,0 +1,245 @@
+"""The standalone chat (course.chat): two real Chromium pages talk live; bad input is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from course import chat
+from course.chat import ChatError, ErrorCode, parse_client_message
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TIMEOUT_MS = 10_000
+
+
+# --- pure validation -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, code", [
+    ("not json", ErrorCode.BAD_JSON),
+    ("[1, 2]", ErrorCode.BAD_SHAPE),
+    ('{"type": "hello", "text": "x"}', ErrorCode.BAD_SHAPE),
+    ('{"type": "message", "text": 5}', ErrorCode.BAD_SHAPE),
+    ('{"type": "message", "text": "hi", "name": ["x"]}', ErrorCode.BAD_SHAPE),
+    ('{"type": "message", "text": "   "}', ErrorCode.EMPTY),
+    (json.dumps({"type": "message", "text": "x" * (chat.MAX_TEXT_CHARS + 1)}), ErrorCode.TOO_LONG),
+    (json.dumps({"type": "message", "text": "x", "name": "n" * (chat.MAX_NAME_CHARS + 1)}),
+     ErrorCode.TOO_LONG),
+    ("[" * 100_000, ErrorCode.BAD_JSON),
+])
+def test_parse_refuses_bad_messages(data, code):
+    with pytest.raises(ChatError) as info:
+        parse_client_message(data)
+    assert info.value.code is code
+    assert info.value.as_payload()["type"] == "error"
+
+
+def test_parse_accepts_and_normalises():
+    assert parse_client_message('{"type": "message", "text": " hi "}') == {"name": "anonymous", "text": "hi"}
+    assert parse_client_message(json.dumps({"type": "message", "text": "x" * chat.MAX_TEXT_CHARS,
+                                            "name": "ada"}))["name"] == "ada"
+
+
+# --- the process -----------------------------------------------------------------------------
+
+class ChatProcess:
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "course.chat", "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # bounded by the test timeout; the server prints at once
+        assert line.startswith("serving on http://127.0.0.1:"), (line, self.proc.stderr.read())
+        self.url = line.split()[-1]
+        self.ws_url = self.url.replace("http://", "ws://") + "ws"
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise
+
+
+@pytest.fixture
+def chat_process():
+    process = ChatProcess()
+    try:
+        yield process
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=5)
+
+
+def open_chat(browser, url, name):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#status.open", timeout=TIMEOUT_MS)
+    page.fill("#name", name)
+    page.evaluate("window.__marker = 'no reload'")
+    return page
+
+
+def say(page, text):
+    page.fill("#text", text)
+    page.press("#text", "Enter")
+
+
+def lines(page):
+    return page.eval_on_selector_all("#log li.chat-message", "els => els.map(e => e.textContent)")
+
+
+def wait_line(page, text):
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('#log li.chat-message')].some(e => e.textContent === t)",
+        arg=text, timeout=TIMEOUT_MS)
+
+
+@pytest.mark.browser
+def test_two_pages_chat_live_without_reload(chromium, chat_process):
+    a = open_chat(chromium, chat_process.url, "alice")
+    b = open_chat(chromium, chat_process.url, "bob")
+    try:
+        say(a, "hello from A")
+        wait_line(b, "alicehello from A")
+        wait_line(a, "alicehello from A")
+        say(b, "hi A, B here")
+        wait_line(a, "bobhi A, B here")
+        assert lines(a) == lines(b) == ["alicehello from A", "bobhi A, B here"]
+        for page in (a, b):  # the pages were never reloaded
+            assert page.evaluate("window.__marker") == "no reload"
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+            assert page.input_value("#text") == ""
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.browser
+def test_xss_payload_is_shown_as_text(chromium, chat_process):
+    page = open_chat(chromium, chat_process.url, "<b>mallory</b>")
+    try:
+        payload = '<img src=x onerror="window.__pwned=1">'
+        say(page, payload)
+        wait_line(page, "<b>mallory</b>" + payload)
+        assert page.evaluate("document.querySelectorAll('#log img, #log b').length") == 0
+        assert page.evaluate("window.__pwned") is None
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_history_and_server_error_shown_in_page(chromium, chat_process):
+    async def raw():
+        async with connect(chat_process.ws_url) as ws:
+            await ws.recv()  # welcome
+            await ws.send(json.dumps({"type": "message", "text": "earlier", "name": "script"}))
+            await ws.recv()
+    asyncio.run(asyncio.wait_for(raw(), 10))
+    page = open_chat(chromium, chat_process.url, "late")
+    try:
+        wait_line(page, "scriptearlier")  # replayed from the history on connect
+        page.evaluate("document.getElementById('text').removeAttribute('maxlength')")
+        say(page, "x" * (chat.MAX_TEXT_CHARS + 1))
+        page.wait_for_selector("#log li.chat-error", timeout=TIMEOUT_MS)
+        assert "too long" in page.text_content("#log li.chat-error")
+    finally:
+        page.close()
+
+
+def test_bad_input_gets_error_replies_and_server_survives(chat_process):
+    async def scenario():
+        async with connect(chat_process.ws_url) as ws:
+            assert json.loads(await ws.recv()) == {"type": "welcome", "history": []}
+            for data, code in [("{oops", "bad-json"), (b"\x00\x01", "binary"),
+                               (json.dumps({"type": "message", "text": "x" * 10_000}), "too-long"),
+                               ('{"type": "message"}', "bad-shape")]:
+                await ws.send(data)
+                reply = json.loads(await ws.recv())
+                assert reply["type"] == "error" and reply["code"] == code, reply
+                assert reply["error"]
+            await ws.send(json.dumps({"type": "message", "text": "still here"}))
+            assert json.loads(await ws.recv())["text"] == "still here"
+            # a frame above the limit: refused with close code 1009, not a crash
+            await ws.send("x" * (chat.MAX_FRAME_BYTES + 1))
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd.code == 1009
+        async with connect(chat_process.ws_url) as ws:  # the server still serves
+            await ws.recv()
+            await ws.send(json.dumps({"type": "message", "text": "after"}))
+            assert json.loads(await ws.recv())["text"] == "after"
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert chat_process.proc.poll() is None
+
+
+def test_foreign_origin_is_refused(chat_process):
+    async def scenario():
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with connect(chat_process.ws_url, origin="http://evil.example"):
+                pass
+        assert info.value.response.status_code == 403
+        same = chat_process.url.rstrip("/")
+        async with connect(chat_process.ws_url, origin=same) as ws:
+            await ws.recv()
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_sigterm_exits_cleanly_and_closes_clients(chat_process):
+    async def scenario():
+        async with connect(chat_process.ws_url) as ws:
+            await ws.recv()
+            chat_process.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd.code
+    code = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert code == 1001
+    assert chat_process.stop() == 0
+    assert chat_process.proc.stdout.read().strip() == "stopped"
+
+
+def test_port_in_use_is_a_clear_error():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "course.chat", "--port", str(port)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_async_api_post_and_stop():
+    async def scenario():
+        server = await chat.start("127.0.0.1", 0)
+        try:
+            assert server.url == f"http://127.0.0.1:{server.port}/" and server.port > 0
+            async with connect(server.ws_url) as ws:
+                await ws.recv()
+                sent = await server.post("from the kernel")
+                assert json.loads(await ws.recv()) == sent
+                assert sent["name"] == "kernel"
+                with pytest.raises(ChatError):
+                    await server.post("")
+        finally:
+            await server.stop()
+            await server.stop()  # idempotent
+        with pytest.raises(OSError):
+            async with connect(server.ws_url, open_timeout=2):
+                pass
+    asyncio.run(asyncio.wait_for(scenario(), 20))
