@@ -7,6 +7,8 @@ LESSONS   := $(sort $(wildcard notebooks/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 # Parallel workers for `make test` (xdist; notebooks stay whole per worker).
 JOBS ?= 2
+# JupyterLab refuses to run as root unless told (containers, CI).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test notebooks exercises nav lint system-deps benchmarks clean help
 
@@ -32,7 +34,7 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	touch $@
 
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab notebooks/00_how_to_use_this_course.ipynb $(LAB_ARGS)
+	$(BIN)/jupyter lab notebooks/00_how_to_use_this_course.ipynb $(ROOT_FLAG) $(LAB_ARGS)
 
 # System parts the tests need: installed on Debian/Ubuntu when missing and running as root.
 system-deps:

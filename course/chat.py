@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from course.protocol import CloseCode
+
 __all__ = [
     "MAX_TEXT_CHARS", "MAX_NAME_CHARS", "MAX_FRAME_BYTES", "HISTORY_SIZE",
     "ErrorCode", "ChatError", "parse_client_message", "ChatServer", "start", "main",
@@ -165,7 +167,7 @@ class ChatServer:
         if self._runner is None:
             return
         for ws in list(self.clients):
-            await ws.close(code=1001, message=b"server stopping")
+            await ws.close(code=CloseCode.GOING_AWAY, message=b"server stopping")
         await self._runner.cleanup()
         self._runner = None
 

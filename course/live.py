@@ -44,7 +44,7 @@ __all__ = [
     "Kind", "BadMessage", "encode", "decode", "format_event",
     "echo_handler", "news_feed", "clock_feed", "price_feed", "demo_events",
     "push_events", "PushServer", "read_messages", "Hub", "serve_hub",
-    "LatencyRecorder", "percentile", "url_of", "shutdown",
+    "LatencyRecorder", "percentile", "url_of", "shutdown", "noise",
 ]
 
 
@@ -135,8 +135,24 @@ def format_event(message: dict[str, Any]) -> str:
     if kind == Kind.ERROR:
         return f"server error: {message['text']}"
     if kind == Kind.CHAT:
-        return f"{message.get('sender', '?')}: {message.get('text', '')}"
+        return f"chat: {_clip(str(message.get('text', '')))}"
     return json.dumps(message, sort_keys=True)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} chars)"
+
+
+def noise(size: int, seed: int = 0) -> str:
+    """``size`` characters of seeded random text (incompressible, for load tests).
+
+    Raises:
+        ValueError: negative ``size``.
+    """
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    rng = random.Random(seed)
+    return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=size))
 
 
 # --------------------------------------------------------------------------- echo
@@ -488,9 +504,9 @@ class Hub:
         # Closing waits for the peer's close frame: do it in the background.
         closer = asyncio.ensure_future(
             websocket.close(self.SLOW_CLOSE_CODE, self.SLOW_CLOSE_REASON))
+        # A peer that reads nothing never answers: the library aborts the TCP
+        # connection after the server's ``close_timeout``.
         closer.add_done_callback(_ignore_result)
-        # A peer that reads nothing never answers the close frame: abort after a while.
-        asyncio.get_running_loop().call_later(1.0, _abort, websocket)
 
     def _forget(self, websocket: ServerConnection, why: str) -> None:
         client = self.clients.pop(websocket, None)
@@ -518,12 +534,6 @@ def _peer(websocket: ServerConnection) -> str:
 def _ignore_result(task: asyncio.Future) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def _abort(websocket: ServerConnection) -> None:
-    transport = websocket.transport
-    if transport is not None and not transport.is_closing():
-        transport.abort()
 
 
 async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,

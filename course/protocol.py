@@ -922,7 +922,7 @@ class ConnectionLost:
 class ServerConnection:
     """The server side of one WebSocket connection, without I/O.
 
-    Feed received bytes to :meth:`receive_data`, act on the events it returns,
+    Give received bytes to :meth:`feed`, act on each event :meth:`events` yields,
     write :meth:`data_to_send` to the socket, and close the socket once
     :attr:`should_close` is true.  Pings are answered and the closing handshake
     is replied to automatically.
@@ -930,8 +930,8 @@ class ServerConnection:
     Example::
 
         conn = ServerConnection()
-        events = conn.receive_data(raw_bytes)
-        for event in events:
+        conn.feed(raw_bytes)
+        for event in conn.events():
             if isinstance(event, Message):
                 conn.send_message(event.data)      # echo
         sock.sendall(conn.data_to_send())
@@ -958,38 +958,85 @@ class ServerConnection:
 
     # -- input ---------------------------------------------------------------
 
+    def feed(self, data: bytes) -> None:
+        """Buffer bytes received from the client; :meth:`events` parses them.
+
+        Args:
+            data: Bytes just read from the socket.
+        """
+        if self.state == State.CONNECTING:
+            self._head += data
+        elif self.state != State.CLOSED:
+            self._reader.receive(data)
+
+    def events(self):
+        """Parse buffered bytes lazily, yielding one event at a time.
+
+        The next frame is parsed only when you ask for the next event, so a
+        reply you queue while handling an event (an echo, say) goes out before
+        anything caused by later frames, e.g. the close frame of a protocol
+        error.  Stopping early is fine: the rest stays buffered for the next call.
+
+        Yields:
+            :class:`Accepted`, :class:`Rejected`, :class:`Message`,
+            :class:`Ping`, :class:`Pong`, :class:`CloseReceived`, :class:`Failed`.
+        """
+        while True:
+            if self.state == State.CONNECTING:
+                event = self._handshake()
+                if event is None:
+                    return
+                yield event
+                continue
+            if self.state == State.CLOSED:
+                return
+            try:
+                frame = self._reader.next_frame()
+                if frame is None:
+                    return
+                event = self._handle(frame)
+            except ProtocolError as exc:
+                yield self.fail(exc.close_code, exc.reason)
+                return
+            if event is not None:
+                yield event
+
     def receive_data(self, data: bytes) -> list:
-        """Process bytes received from the client.
+        """Process bytes received from the client and return all events at once.
+
+        Shortcut for ``feed(data); list(events())``.  Every frame in ``data`` is
+        handled before you see the events, so if a later frame is invalid the
+        connection is already failed (and :meth:`send_message` raises) when you
+        handle an earlier message; servers that reply to messages should use
+        :meth:`feed` and :meth:`events`.
 
         Args:
             data: Bytes just read from the socket.
 
         Returns:
-            Events, in order: :class:`Accepted`, :class:`Rejected`,
-            :class:`Message`, :class:`Ping`, :class:`Pong`,
-            :class:`CloseReceived`, :class:`Failed`.
+            The events (see :meth:`events`), in order.
         """
-        if self.state == State.CLOSED:
-            return []
-        if self.state == State.CONNECTING:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._head) > MAX_REQUEST_HEAD:
-                    return [self._reject(HandshakeError(431, "request head too large"))]
-                return []
-            head, rest = bytes(self._head[:end + 4]), bytes(self._head[end + 4:])
-            self._head = bytearray()
-            try:
-                request = parse_request(head)
-                key = validate_request(request)
-            except HandshakeError as exc:
-                return [self._reject(exc)]
-            self.request = request
-            self._out.append(accept_response(key))
-            self.state = State.OPEN
-            return [Accepted(request), *self._receive_frames(rest)]
-        return self._receive_frames(data)
+        self.feed(data)
+        return list(self.events())
+
+    def _handshake(self) -> Accepted | Rejected | None:
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > MAX_REQUEST_HEAD:
+                return self._reject(HandshakeError(431, "request head too large"))
+            return None
+        head, rest = bytes(self._head[:end + 4]), bytes(self._head[end + 4:])
+        self._head = bytearray()
+        try:
+            request = parse_request(head)
+            key = validate_request(request)
+        except HandshakeError as exc:
+            return self._reject(exc)
+        self.request = request
+        self._out.append(accept_response(key))
+        self.state = State.OPEN
+        self._reader.receive(rest)
+        return Accepted(request)
 
     def receive_eof(self) -> list:
         """Tell the connection the client closed TCP.
@@ -1011,22 +1058,6 @@ class ServerConnection:
         self.state = State.CLOSED
         self.should_close = True
         return Rejected(exc.status, exc.reason)
-
-    def _receive_frames(self, data: bytes) -> list:
-        events: list = []
-        self._reader.receive(data)
-        while self.state in (State.OPEN, State.CLOSING):
-            try:
-                frame = self._reader.next_frame()
-                if frame is None:
-                    break
-                event = self._handle(frame)
-            except ProtocolError as exc:
-                events.append(self.fail(exc.close_code, exc.reason))
-                break
-            if event is not None:
-                events.append(event)
-        return events
 
     def _handle(self, frame: Frame):
         opcode = frame.opcode

@@ -2,7 +2,7 @@
 
 All the protocol lives in :class:`course.protocol.ServerConnection` (sans-I/O);
 this module only moves bytes between sockets and that state machine:
-read -> ``receive_data()`` -> events -> ``send_message()`` -> ``data_to_send()`` -> write.
+read -> ``feed()`` -> ``events()`` -> ``send_message()`` -> ``data_to_send()`` -> write.
 
 From a notebook (the kernel's loop is already running)::
 
@@ -101,10 +101,15 @@ class EchoServer:
                         break
                 else:
                     data = await reader.read(READ_SIZE)
-                events = conn.receive_data(data) if data else conn.receive_eof()
+                if data:
+                    conn.feed(data)
+                    events = conn.events()  # lazy: each echo is queued before the next frame is parsed
+                else:
+                    events = conn.receive_eof()
                 for event in events:
                     if isinstance(event, Message):
-                        conn.send_message(event.data)  # the echo
+                        if conn.state == State.OPEN:
+                            conn.send_message(event.data)  # the echo
                     elif isinstance(event, (Failed, Rejected)):
                         logger.info("%s: %s", peer, event)
                     elif isinstance(event, ConnectionLost):

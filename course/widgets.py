@@ -13,7 +13,9 @@ Both can be updated from an asyncio task while the kernel is idle: they only set
 from __future__ import annotations
 
 import asyncio
+import html
 import inspect
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +27,12 @@ __all__ = ["LiveFeed", "UpstreamControl"]
 class LiveFeed(widgets.VBox):
     """A scrolling feed: one line per message, newest at the bottom, bounded.
 
-    The box carries the CSS class ``ws-feed``; each line is a ``Label`` with the
-    class ``ws-line``; the first child is a status line (class ``ws-status``).
-    When more than ``max_lines`` lines arrive, the oldest are removed from the
-    view and their widgets are closed (so the kernel and the browser forget them).
+    The box carries the CSS class ``ws-feed``.  Its first child is a status line
+    (a ``Label`` with the class ``ws-status``); the second is one ``HTML`` widget
+    (class ``ws-lines``) holding one ``<div class="ws-line">`` per message.  One
+    widget for all lines, rather than one widget per line, keeps the number of
+    widget models constant however many messages arrive: dropping the oldest
+    line is just not rendering it again.
 
     Args:
         title: shown in the status line.
@@ -45,74 +49,67 @@ class LiveFeed(widgets.VBox):
         self.max_lines = max_lines
         self.received = 0
         self.dropped = 0
+        self._kept: deque[str] = deque(maxlen=max_lines)
+        self._note = ""
         self._status = widgets.Label()
         self._status.add_class("ws-status")
-        self._lines = widgets.VBox()
-        self._lines.add_class("ws-lines")
-        super().__init__(children=(self._status, self._lines), **kwargs)
+        self._html = widgets.HTML()
+        self._html.add_class("ws-lines")
+        super().__init__(children=(self._status, self._html), **kwargs)
         self.add_class("ws-feed")
-        self._note = ""
-        self._refresh_status()
+        self._render()
 
     def __repr__(self) -> str:  # stable text/plain for nbval (no model ids)
-        return (f"LiveFeed(title={self.title!r}, lines={len(self._lines.children)}, "
-                f"max_lines={self.max_lines})")
+        return f"LiveFeed(title={self.title!r}, lines={len(self._kept)}, max_lines={self.max_lines})"
 
     @property
     def lines(self) -> list[str]:
         """The lines currently shown, oldest first."""
-        return [label.value for label in self._lines.children]
+        return list(self._kept)
 
     def append(self, text: str) -> None:
-        """Add one line at the bottom; drop (and close) the oldest beyond ``max_lines``.
+        """Add one line at the bottom; the oldest goes away beyond ``max_lines``.
 
         Raises:
             TypeError: ``text`` is not a string.
         """
         if not isinstance(text, str):
             raise TypeError(f"LiveFeed.append takes a str, got {type(text).__name__}")
-        label = widgets.Label(value=text)
-        label.add_class("ws-line")
-        children = self._lines.children + (label,)
-        keep = children[-self.max_lines:]
-        gone = children[: len(children) - len(keep)]
-        self._lines.children = keep
-        for old in gone:
-            old.close()
+        if len(self._kept) == self.max_lines:
+            self.dropped += 1
+        self._kept.append(text)
         self.received += 1
-        self.dropped += len(gone)
-        self._refresh_status()
+        self._render()
 
     def clear(self) -> None:
-        """Remove (and close) every line and reset the counters."""
-        gone = self._lines.children
-        self._lines.children = ()
-        for old in gone:
-            old.close()
+        """Remove every line and reset the counters."""
+        self._kept.clear()
         self.received = 0
         self.dropped = 0
-        self._refresh_status()
+        self._render()
 
     def set_status(self, note: str) -> None:
         """Show ``note`` after the counters in the status line (e.g. ``"connected"``)."""
         self._note = note
-        self._refresh_status()
-
-    def _refresh_status(self) -> None:
-        text = f"{self.title} · {self.received} received · showing {len(self._lines.children)}"
-        if self._note:
-            text += f" · {self._note}"
-        self._status.value = text
+        self._render()
 
     @property
     def status(self) -> str:
         """The status line's text."""
         return self._status.value
 
+    def _render(self) -> None:
+        text = f"{self.title} · {self.received} received · showing {len(self._kept)}"
+        if self._note:
+            text += f" · {self._note}"
+        self._status.value = text
+        self._html.value = "".join(
+            f'<div class="ws-line">{html.escape(line)}</div>' for line in self._kept)
+
     def sync(self) -> None:
         """Push the current state to the front end (call before saving a notebook)."""
         self._status.send_state("value")
-        self._lines.send_state("children")
+        self._html.send_state("value")
 
 
 class UpstreamControl(widgets.VBox):

@@ -103,6 +103,8 @@ def start_lab(root: Path, settings: Path, *, command: list[str] | None = None,
         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
         "--ServerApp.port_retries=0",
     ]
+    if os.geteuid() == 0:
+        args.append("--allow-root")
     if command is None:
         command = [str(VENV_BIN / "jupyter"), "lab", *args]
     else:
@@ -157,3 +159,4 @@ def jupyterlab(tmp_path):
         yield lab
     finally:
         stop_lab(lab.process)
+

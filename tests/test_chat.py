@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_MS = 10_000
 
 
+def run_async(make_coro, timeout: float = 20):
+    """Run a coroutine in a fresh loop in another thread (Playwright's sync API owns this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(asyncio.wait_for(make_coro(), timeout))).result()
+
+
 # --- pure validation -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("data, code", [
@@ -147,7 +155,7 @@ def test_history_and_server_error_shown_in_page(chromium, chat_process):
             await ws.recv()  # welcome
             await ws.send(json.dumps({"type": "message", "text": "earlier", "name": "script"}))
             await ws.recv()
-    asyncio.run(asyncio.wait_for(raw(), 10))
+    run_async(raw)
     page = open_chat(chromium, chat_process.url, "late")
     try:
         wait_line(page, "scriptearlier")  # replayed from the history on connect
@@ -181,7 +189,7 @@ def test_bad_input_gets_error_replies_and_server_survives(chat_process):
             await ws.recv()
             await ws.send(json.dumps({"type": "message", "text": "after"}))
             assert json.loads(await ws.recv())["text"] == "after"
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_async(scenario)
     assert chat_process.proc.poll() is None
 
 
@@ -194,7 +202,7 @@ def test_foreign_origin_is_refused(chat_process):
         same = chat_process.url.rstrip("/")
         async with connect(chat_process.ws_url, origin=same) as ws:
             await ws.recv()
-    asyncio.run(asyncio.wait_for(scenario(), 10))
+    run_async(scenario)
 
 
 def test_sigterm_exits_cleanly_and_closes_clients(chat_process):
@@ -205,7 +213,7 @@ def test_sigterm_exits_cleanly_and_closes_clients(chat_process):
             with pytest.raises(websockets.ConnectionClosed) as info:
                 await ws.recv()
             return info.value.rcvd.code
-    code = asyncio.run(asyncio.wait_for(scenario(), 10))
+    code = run_async(scenario)
     assert code == 1001
     assert chat_process.stop() == 0
     assert chat_process.proc.stdout.read().strip() == "stopped"
@@ -242,4 +250,4 @@ def test_async_api_post_and_stop():
         with pytest.raises(OSError):
             async with connect(server.ws_url, open_timeout=2):
                 pass
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_async(scenario)

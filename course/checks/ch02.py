@@ -16,7 +16,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ __all__ = [
     "check_handshake",
     "check_echo_server",
     "check_autobahn",
+    "check_reply_to",
     "autobahn_subset",
     "run_autobahn",
     "summarize_autobahn",
@@ -55,7 +55,7 @@ RFC_LO = bytes.fromhex("80026c6f")
 RFC_PING = bytes.fromhex("890548656c6c6f")
 RFC_MASKED_PONG = bytes.fromhex("8a8537fa213d7f9f4d5158")
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-RFC_ACCEPT = "s3pPLMBiTxaK0EtE6yGf8YoWz1k="
+RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -133,7 +133,7 @@ def check_unmask(unmask: Callable[[bytes, bytes], bytes]) -> bool:
 def check_accept_key(accept_key: Callable[[str], str]) -> bool:
     """Check ``accept_key(key) -> str``: base64(SHA-1(key + GUID))."""
 
-    def same(key: str) -> Callable[[], None]:
+    def same(key: str, expected: str | None = None) -> Callable[[], None]:
         def test() -> None:
             got = accept_key(key)
             if isinstance(got, bytes):
@@ -141,12 +141,12 @@ def check_accept_key(accept_key: Callable[[str], str]) -> bool:
             forgot = base64.b64encode(hashlib.sha1(key.encode()).digest()).decode()
             if got == forgot:
                 raise AssertionError(f"got {got!r}, the hash of the key alone: the GUID is missing")
-            expect_equal(got, ws_accept_key(key))
+            expect_equal(got, expected or ws_accept_key(key))
         return test
 
     keys = [base64.b64encode(bytes(range(i, i + 16))).decode() for i in (0, 16, 200)]
     results = [
-        check(f"RFC 6455 §1.3: {RFC_KEY!r} → {RFC_ACCEPT!r}", same(RFC_KEY),
+        check(f"RFC 6455 §1.3: {RFC_KEY!r} → {RFC_ACCEPT!r}", same(RFC_KEY, RFC_ACCEPT),
               f"sha1((key + {GUID!r}).encode()), then base64; the key is used as text, not decoded"),
         *[check(f"key {k!r} gives the same as websockets", same(k)) for k in keys],
     ]
@@ -273,3 +273,380 @@ def check_decode_frame(decode_frame: Callable[[bytes], Sequence[Any]]) -> bool:
               "compare len(data) with the header and payload lengths before slicing"),
     ]
     return summary(results, "decode_frame")
+
+
+# --------------------------------------------------------------------------- capstone
+
+def check_reply_to(reply_to: Callable[[Any, Any], tuple[bytes, bool]]) -> bool:
+    """Check ``reply_to(frame, assembler) -> (bytes_to_send, connection_over)``.
+
+    ``frame`` is a :class:`course.protocol.Frame`, ``assembler`` a
+    :class:`course.protocol.MessageAssembler` shared by the frames of one connection.
+    """
+    from course.protocol import Frame, MessageAssembler, Opcode, ProtocolError
+
+    def run(frames: list[Any]) -> list[tuple[bytes, bool]]:
+        assembler = MessageAssembler()
+        out = []
+        for frame in frames:
+            got = reply_to(frame, assembler)
+            expect(isinstance(got, tuple) and len(got) == 2,
+                   f"expected a tuple (bytes, bool), got {got!r:.60}")
+            out.append((bytes(got[0]), bool(got[1])))
+        return out
+
+    def gives(frames: list[Any], expected: list[tuple[bytes, bool]]) -> Callable[[], None]:
+        def test() -> None:
+            got = run(frames)
+            expect_equal([(b.hex(" "), done) for b, done in got],
+                         [(b.hex(" "), done) for b, done in expected], "(reply hex, over)")
+        return test
+
+    def fails(frames: list[Any], code: int) -> Callable[[], None]:
+        def test() -> None:
+            try:
+                run(frames)
+            except ProtocolError as error:
+                expect_equal(int(error.close_code), code, "ProtocolError.close_code")
+                return
+            raise AssertionError(f"no ProtocolError raised (expected close code {code})")
+        return test
+
+    T, B, C = Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION
+    results = [
+        check("text 'Hello' is echoed as 81 05 48 65 6c 6c 6f",
+              gives([Frame(T, b"Hello")], [(RFC_HELLO, False)]),
+              "let the assembler build the message, then encode_frame it back (never masked)"),
+        check("binary 300 bytes is echoed (16-bit length)",
+              gives([Frame(B, _payload(300))], [(ws_serialize(BINARY, _payload(300)), False)])),
+        check("ping 'Hello' is answered by pong 'Hello'",
+              gives([Frame(Opcode.PING, b"Hello")], [(bytes.fromhex("8a0548656c6c6f"), False)]),
+              "a pong carries the ping's payload"),
+        check("an unsolicited pong is ignored", gives([Frame(Opcode.PONG, b"x")], [(b"", False)])),
+        check("fragments 'Hel' + ping + 'lo': pong first, then one 'Hello' message",
+              gives([Frame(T, b"Hel", fin=False), Frame(Opcode.PING, b""), Frame(C, b"lo")],
+                    [(b"", False), (bytes.fromhex("8a00"), False), (RFC_HELLO, False)]),
+              "control frames may come between fragments; answer them at once"),
+        check("close 1000 is answered by close 1000, and the connection is over",
+              gives([Frame(Opcode.CLOSE, b"\x03\xe8")], [(bytes.fromhex("880203e8"), True)]),
+              "decode_close the payload, encode_close the same code back"),
+        check("an empty close is answered by an empty close",
+              gives([Frame(Opcode.CLOSE, b"")], [(bytes.fromhex("8800"), True)]),
+              "decode_close gives 1005 (no status), which must never be sent: reply with no code"),
+        check("invalid UTF-8 in a text message → ProtocolError 1007",
+              fails([Frame(T, b"\xff\xfe")], 1007),
+              "let the assembler's ProtocolError propagate; the loop sends the close frame"),
+        check("a continuation with no message started → ProtocolError 1002",
+              fails([Frame(C, b"x")], 1002)),
+        check("close code 999 → ProtocolError 1002", fails([Frame(Opcode.CLOSE, b"\x03\xe7")], 1002)),
+    ]
+    return summary(results, "reply_to")
+
+
+async def _start(handler: Callable[..., Any]) -> tuple[asyncio.base_events.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a fresh TCP connection and read the reply head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            return error.partial
+    finally:
+        writer.close()
+
+
+async def check_handshake(handshake: Callable[..., Any]) -> bool:
+    """Check ``async handshake(reader, writer) -> bool`` over a real TCP connection.
+
+    A valid upgrade must get ``101`` with the right ``Sec-WebSocket-Accept`` and
+    ``True``; a plain HTTP request must get a 4xx answer and ``False``.
+    """
+    from course.checks import acheck
+
+    returned: list[Any] = []
+    errors: list[BaseException] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            returned.append(await handshake(reader, writer))
+        except Exception as error:  # reported by the cases below
+            errors.append(error)
+        finally:
+            writer.close()
+
+    good = (f"GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    plain = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    server, port = await _start(handler)
+
+    def case(request: bytes, status: str, ok: bool, accept: bool) -> Callable[[], Any]:
+        async def test() -> None:
+            returned.clear()
+            errors.clear()
+            try:
+                head = await _exchange(port, request)
+            except ConnectionError:  # the handler dropped the connection; errors tell why
+                head = b""
+            for _ in range(100):  # let the handler finish (bounded: 1 s)
+                if returned or errors:
+                    break
+                await asyncio.sleep(0.01)
+            if errors:
+                raise errors[0]
+            text = head.decode("latin-1")
+            expect(text.startswith(f"HTTP/1.1 {status}"),
+                   f"status line: expected 'HTTP/1.1 {status}…', got {text.splitlines()[0] if text else 'nothing'!r}")
+            if accept:
+                expect(f"Sec-WebSocket-Accept: {RFC_ACCEPT}\r\n" in text,
+                       f"no 'Sec-WebSocket-Accept: {RFC_ACCEPT}' header")
+            expect(returned == [ok], f"handshake() should return {ok}, returned {returned[:1]}")
+        return test
+
+    try:
+        results = [
+            await acheck("RFC example upgrade → 101 + Sec-WebSocket-Accept, returns True",
+                         case(good, "101", True, True),
+                         "read up to b'\\r\\n\\r\\n', then parse_request, validate_request, accept_response"),
+            await acheck("plain HTTP GET (no Upgrade) → 426, returns False",
+                         case(plain, "426", False, False),
+                         "catch HandshakeError and write error.response()"),
+        ]
+    finally:
+        server.close()
+    return summary(results, "handshake")
+
+
+async def check_echo_server(port: int, server_errors: Sequence[BaseException] = ()) -> bool:
+    """Talk to a running echo server with the ``websockets`` client.
+
+    Args:
+        port: The server's port on 127.0.0.1.
+        server_errors: Exceptions the server's handler caught (if a case fails and
+            one is there, it is reported instead: ``NotImplementedError`` reads
+            "not implemented yet").
+
+    Returns:
+        Whether every case passed.
+    """
+    from websockets.asyncio.client import connect
+
+    from course.checks import acheck
+
+    state: dict[str, Any] = {}
+
+    def explain(error: BaseException) -> BaseException:
+        return server_errors[-1] if server_errors else error
+
+    def using_connection(body: Callable[[Any], Any]) -> Callable[[], Any]:
+        async def test() -> None:
+            ws = state.get("ws")
+            if ws is None:
+                if server_errors:
+                    raise server_errors[-1]
+                raise AssertionError("no connection: the opening handshake failed")
+            try:
+                await body(ws)
+            except Exception as error:
+                raise explain(error) from None
+        return test
+
+    async def opening() -> None:
+        try:
+            state["ws"] = await connect(f"ws://127.0.0.1:{port}", max_size=None,
+                                        compression=None, open_timeout=3, close_timeout=3)
+        except Exception as error:
+            raise explain(error) from None
+
+    async def echo(ws: Any, message: str | bytes) -> None:
+        await ws.send(message)
+        got = await ws.recv()
+        expect(type(got) is type(message), f"sent {type(message).__name__}, got {type(got).__name__} back")
+        expect(got == message, f"the echo differs ({len(got)} vs {len(message)} items)")
+
+    async def ping(ws: Any) -> None:
+        waiter = await ws.ping(b"are you there?")
+        await waiter
+
+    async def close(ws: Any) -> None:
+        await ws.close()
+        rcvd = ws.protocol.close_rcvd
+        expect(rcvd is not None, "the server never sent its close frame")
+        expect_equal(rcvd.code, 1000, "close code the server sent back")
+
+    try:
+        results = [
+            await acheck("opening handshake with the websockets client", opening),
+            await acheck("echo text 'héllo 👋'", using_connection(lambda ws: echo(ws, "héllo 👋"))),
+            await acheck("echo binary 300 bytes", using_connection(lambda ws: echo(ws, _payload(300)))),
+            await acheck("echo 70000 bytes (64-bit length)",
+                         using_connection(lambda ws: echo(ws, _payload(70000)))),
+            await acheck("ping is answered with pong", using_connection(ping),
+                         "answer Opcode.PING with Opcode.PONG, same payload"),
+            await acheck("closing handshake: close 1000 answered with 1000", using_connection(close),
+                         "reply to a close frame with a close frame, then close TCP"),
+        ]
+    finally:
+        if state.get("ws") is not None:
+            await state["ws"].close()
+    return summary(results, "echo server")
+
+
+# --------------------------------------------------------------------------- Autobahn
+
+#: The Autobahn subset run in the capstone: framing (1), pings (2), fragmentation (5),
+#: basic closing (7.1).  About 50 cases, a few seconds.
+AUTOBAHN_SUBSET = ("1.*", "2.*", "5.*", "7.1.*")
+
+STATUSES = ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED")
+
+
+def autobahn_subset() -> tuple[str, ...]:
+    """Return the case globs the capstone runs (see :data:`AUTOBAHN_SUBSET`)."""
+    return AUTOBAHN_SUBSET
+
+
+def _kosoku() -> str | None:
+    here = Path(sys.executable).parent / "kosoku"
+    if here.exists():
+        return str(here)
+    import shutil
+
+    return shutil.which("kosoku")
+
+
+async def run_autobahn(port: int, include: Sequence[str] = AUTOBAHN_SUBSET, *,
+                       host: str = "127.0.0.1", parallelism: int = 4,
+                       timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Run Autobahn cases (the ``kosoku`` CLI) against a server and read its report.
+
+    Args:
+        port: The server's TCP port.
+        include: Case ids or globs (``"1.*"``...).
+        host: The server's address.
+        parallelism: Cases run at once.
+        timeout: Seconds before kosoku is killed.
+
+    Returns:
+        ``{case_id: entry}`` from kosoku's ``index.json``; each entry has
+        ``behavior`` (OK, NON-STRICT, INFORMATIONAL, FAILED...), ``behaviorClose``,
+        ``remoteCloseCode``, plus ``description`` and ``result`` read from the case's
+        own report file.
+
+    Raises:
+        FileNotFoundError: kosoku is not installed.
+        TimeoutError: kosoku took longer than ``timeout``.
+        RuntimeError: kosoku wrote no report (its stderr is in the message).
+    """
+    exe = _kosoku()
+    if exe is None:
+        raise FileNotFoundError("the kosoku command is not installed (pip install kosoku)")
+    args = [f"{host}:{port}", "-p", str(parallelism)]
+    for case in include:
+        args += ["-i", case]
+    with tempfile.TemporaryDirectory(prefix="autobahn-") as outdir:
+        process = await asyncio.create_subprocess_exec(
+            exe, *args, "-o", outdir,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(timeout):
+                _, stderr = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+        index_path = Path(outdir) / "index.json"
+        if not index_path.exists():
+            raise RuntimeError(f"kosoku wrote no report: {stderr.decode(errors='replace')[-300:]}")
+        index = json.loads(index_path.read_text())
+        results: dict[str, dict[str, Any]] = {}
+        for cases in index.values():  # one agent: the server under test
+            for case_id, entry in cases.items():
+                detail = json.loads((Path(outdir) / entry["reportfile"]).read_text())
+                results[case_id] = {**entry, "description": detail.get("description", ""),
+                                    "result": detail.get("result", "")}
+    return results
+
+
+def _case_key(case_id: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in case_id.split(".") if p.isdigit())
+
+
+def summarize_autobahn(results: dict[str, dict[str, Any]], *, show_failures: int = 10) -> dict[str, int]:
+    """Print counts by status (and by category), then the failed cases.
+
+    Args:
+        results: What :func:`run_autobahn` returned.
+        show_failures: How many failed cases to list.
+
+    Returns:
+        ``{status: count}`` with every status of :data:`STATUSES` (plus any other seen).
+    """
+    counts = dict.fromkeys(STATUSES, 0)
+    by_group: dict[str, dict[str, int]] = {}
+    for case_id, entry in results.items():
+        status = entry["behavior"]
+        counts[status] = counts.get(status, 0) + 1
+        group = case_id.split(".")[0] + ".*" if not case_id.startswith("7.1") else "7.1.*"
+        by_group.setdefault(group, dict.fromkeys(counts, 0))
+        by_group[group][status] = by_group[group].get(status, 0) + 1
+    columns = [s for s in counts if counts[s] or s in STATUSES]
+    print(f"{'cases':<8}" + "".join(f"{c:>15}" for c in columns))
+    for group in sorted(by_group, key=_case_key):
+        print(f"{group:<8}" + "".join(f"{by_group[group].get(c, 0):>15}" for c in columns))
+    print(f"{'total':<8}" + "".join(f"{counts[c]:>15}" for c in columns))
+    bad = sorted((c for c, e in results.items() if e["behavior"] not in ("OK", "NON-STRICT", "INFORMATIONAL")),
+                 key=_case_key)
+    for case_id in bad[:show_failures]:
+        e = results[case_id]
+        print(f"{FAIL} {case_id} {e['behavior']} (close: {e['behaviorClose']}): "
+              f"{e['description'][:70]} — {e['result'][:90]}")
+    if len(bad) > show_failures:
+        print(f"... and {len(bad) - show_failures} more failed cases")
+    return counts
+
+
+async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (), *,
+                         include: Sequence[str] = AUTOBAHN_SUBSET,
+                         timeout: float = 60.0) -> dict[str, int] | None:
+    """Run the Autobahn subset against the server on ``port`` and print the summary.
+
+    A quick echo probe runs first: if the server cannot even echo (e.g. it is not
+    implemented yet), Autobahn is skipped with one ❌ line instead of 50 failures.
+
+    Returns:
+        The counts by status, or ``None`` if skipped.
+    """
+    from websockets.asyncio.client import connect
+
+    try:
+        async with asyncio.timeout(3):
+            async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+                await ws.send("probe")
+                await ws.recv()
+    except Exception as error:
+        cause = server_errors[-1] if server_errors else error
+        why = ("not implemented yet" if isinstance(cause, NotImplementedError)
+               else f"{type(cause).__name__}: {cause}")
+        print(f"{FAIL} Autobahn skipped: your server does not echo yet ({why}). "
+              "Make check_echo_server pass first.")
+        return None
+    try:
+        results = await run_autobahn(port, include, timeout=timeout)
+    except Exception as error:
+        print(f"{FAIL} Autobahn could not run: {type(error).__name__}: {error}")
+        return None
+    counts = summarize_autobahn(results)
+    failed = sum(n for s, n in counts.items() if s not in ("OK", "NON-STRICT", "INFORMATIONAL"))
+    if failed:
+        print(f"{FAIL} Autobahn: {failed} of {len(results)} cases failed")
+    else:
+        print(f"{PASS} Autobahn: all {len(results)} cases pass (OK, NON-STRICT or INFORMATIONAL)")
+    return counts

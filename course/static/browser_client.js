@@ -1,0 +1,245 @@
+// The browser side of course.browser.BrowserClient (an anywidget module).
+//
+// The WebSocket lives in the page (JupyterLab's tab), not in the kernel: this
+// is exactly the JavaScript a web page runs.  initialize() runs once per widget
+// model and owns the connection; render() runs once per view (each place the
+// widget is displayed) and only draws.  State goes back to Python through
+// synced traitlets: ready_state, received, last_message, close_code, error...
+
+const READY = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
+const MAX_LINES = 200;
+
+// JupyterLab writes its settings (including baseUrl, "/user/NAME/" behind
+// JupyterHub) into the page as JSON.
+function jupyterBaseUrl() {
+  const el = document.getElementById("jupyter-config-data");
+  if (el) {
+    try {
+      const base = JSON.parse(el.textContent).baseUrl;
+      if (base) return base.endsWith("/") ? base : base + "/";
+    } catch (err) { /* fall through */ }
+  }
+  const i = location.pathname.indexOf("/lab");
+  return i >= 0 ? location.pathname.slice(0, i + 1) : "/";
+}
+
+// Which URLs can reach a server listening on the kernel's 127.0.0.1:PORT?
+// - page served from this machine (localhost): ws://127.0.0.1:PORT directly;
+// - page served by a hub (JupyterHub, Binder): the kernel's loopback is not the
+//   browser's loopback, so only a proxy on the page's own origin can help:
+//   jupyter-server-proxy exposes it as BASE/proxy/PORT/ (wss: when the page is https).
+export function candidateUrls(port, path, explicit) {
+  if (explicit) return [explicit];
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const proxied = `${scheme}//${location.host}${jupyterBaseUrl()}proxy/${port}${path}`;
+  const local = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
+  return local ? [`ws://127.0.0.1:${port}${path}`, proxied] : [proxied];
+}
+
+// The default onmessage handler: one line per message, always as text.
+function defaultHandler(event, log) {
+  const li = document.createElement("li");
+  li.className = "ws-browser-received";
+  li.textContent = typeof event.data === "string"
+    ? "← " + event.data
+    : `← [binary, ${event.data.byteLength} bytes]`;
+  log.append(li);
+}
+
+function compileHandler(source) {
+  if (!source) return defaultHandler;
+  // The handler is code the notebook's author wrote (exercise of chapter 4):
+  // compiling it is like pasting it in the page's console.
+  const fn = new Function(`"use strict"; return (${source});`)();
+  if (typeof fn !== "function") throw new TypeError("the handler source is not a function expression");
+  return fn;
+}
+
+function initialize({ model }) {
+  const state = {
+    ws: null, entries: [], views: new Set(), handler: defaultHandler,
+  };
+  model.__wsState = state;
+
+  const sync = (changes) => {
+    for (const [k, v] of Object.entries(changes)) model.set(k, v);
+    model.save_changes();
+  };
+  const redraw = () => state.views.forEach((view) => view.draw());
+  const remember = (entry) => {
+    state.entries.push(entry);
+    if (state.entries.length > MAX_LINES) state.entries.shift();
+  };
+  const note = (text, cls) => {
+    remember({ text, cls });
+    state.views.forEach((view) => view.note({ text, cls }));
+  };
+
+  function setHandler() {
+    try {
+      state.handler = compileHandler(model.get("handler_js"));
+      sync({ handler_error: "" });
+    } catch (err) {
+      state.handler = defaultHandler;
+      sync({ handler_error: String(err) });
+    }
+    redraw();
+  }
+
+  function connect() {
+    if (state.ws) { state.ws.onclose = null; state.ws.close(1000, "reconnecting"); state.ws = null; }
+    const port = model.get("port"), url = model.get("url");
+    if (!port && !url) return;
+    if (!("WebSocket" in window)) {  // feature detection
+      sync({ error: "this browser has no WebSocket API" });
+      return;
+    }
+    const urls = candidateUrls(port, model.get("path") || "/", url);
+    const tryUrl = (i) => {
+      const target = urls[i];
+      let opened = false;
+      let ws;
+      try {
+        ws = new WebSocket(target);  // may throw SyntaxError / SecurityError (mixed content)
+      } catch (err) {
+        note(`could not create a WebSocket for ${target}: ${err.message}`, "ws-browser-note");
+        return next(i);
+      }
+      ws.binaryType = "arraybuffer";
+      state.ws = ws;
+      sync({ ready_state: ws.readyState, url_in_use: target, error: "" });
+      ws.onopen = () => {
+        opened = true;
+        sync({ ready_state: ws.readyState });
+        note(`open: ${target}`, "ws-browser-note");
+      };
+      ws.onmessage = (event) => {
+        remember({ data: event.data });
+        const last = typeof event.data === "string" ? event.data : `[binary, ${event.data.byteLength} bytes]`;
+        sync({ received: model.get("received") + 1, last_message: last });
+        state.views.forEach((view) => view.show(event.data));
+      };
+      ws.onerror = () => { /* the close event that follows carries the details */ };
+      ws.onclose = (event) => {
+        if (state.ws === ws) state.ws = null;
+        sync({ ready_state: WebSocket.CLOSED, close_code: event.code, close_reason: event.reason });
+        if (!opened) return next(i);
+        note(`closed: code ${event.code}${event.reason ? " (" + event.reason + ")" : ""}, ` +
+             `wasClean ${event.wasClean}`, "ws-browser-note");
+      };
+    };
+    const next = (i) => {
+      if (i + 1 < urls.length) return tryUrl(i + 1);
+      const message =
+        `Could not connect to ${urls.join(" or ")}. The server runs in the kernel, on the ` +
+        "kernel's machine. If this page comes from JupyterHub or Binder, the kernel's " +
+        "127.0.0.1 is not your browser's 127.0.0.1: install jupyter-server-proxy (then " +
+        "…/proxy/PORT/ works) or run JupyterLab locally. Otherwise, is the server still running?";
+      sync({ error: message });
+      redraw();
+    };
+    tryUrl(0);
+  }
+
+  model.on("change:handler_js", setHandler);
+  model.on("change:port", connect);
+  model.on("change:url", connect);
+  model.on("msg:custom", (msg) => {
+    if (msg.command === "send") {
+      state.send(msg.text);
+    } else if (msg.command === "reconnect") {
+      connect();
+    } else if (msg.command === "close" && state.ws) {
+      state.ws.close(msg.code || 1000, msg.reason || "");
+    }
+  });
+  state.send = (text) => {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      note("not sent: the socket is not OPEN", "ws-browser-note");
+      return false;
+    }
+    ws.send(text);
+    sync({ sent: model.get("sent") + 1, buffered_amount: ws.bufferedAmount });
+    note("→ " + text, "ws-browser-sent");
+    return true;
+  };
+  setHandler();
+  connect();
+  return () => { if (state.ws) { state.ws.onclose = null; state.ws.close(1001, "widget closed"); } };
+}
+
+function render({ model, el }) {
+  const state = model.__wsState;
+  el.classList.add("ws-browser");
+  const status = document.createElement("div");
+  status.className = "ws-browser-state";
+  const error = document.createElement("div");
+  error.className = "ws-browser-error";
+  const log = document.createElement("ul");
+  log.className = "ws-browser-log";
+  const form = document.createElement("form");
+  const input = document.createElement("input");
+  input.className = "ws-browser-input";
+  input.placeholder = "type a message for the server, then Enter";
+  const button = document.createElement("button");
+  button.type = "submit";
+  button.textContent = "Send";
+  form.append(input, button);
+  el.append(status, log, form, error);
+
+  const view = {
+    show(data) {
+      try {
+        state.handler({ data }, log);
+      } catch (err) {
+        const li = document.createElement("li");
+        li.className = "ws-browser-error";
+        li.textContent = "the onmessage handler threw: " + err;
+        log.append(li);
+      }
+      while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+      log.scrollTop = log.scrollHeight;
+    },
+    note(entry) {
+      const li = document.createElement("li");
+      li.className = entry.cls;
+      li.textContent = entry.text;
+      log.append(li);
+    },
+    draw() {
+      log.replaceChildren();
+      for (const entry of state.entries) {
+        if ("data" in entry) view.show(entry.data);
+        else view.note(entry);
+      }
+      view.status();
+    },
+    status() {
+      const rs = model.get("ready_state");
+      status.textContent = `readyState ${rs} (${READY[rs] ?? "?"}) · ${model.get("url_in_use")} · ` +
+        `received ${model.get("received")} · sent ${model.get("sent")}`;
+      const text = model.get("error") || (model.get("handler_error") &&
+        "your handler does not compile: " + model.get("handler_error"));
+      error.textContent = text || "";
+      error.hidden = !text;
+    },
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value && state.send(input.value)) input.value = "";
+  });
+  for (const name of ["ready_state", "received", "sent", "error", "handler_error", "url_in_use"]) {
+    model.on(`change:${name}`, view.status);
+  }
+  state.views.add(view);
+  view.draw();
+  return () => {
+    state.views.delete(view);
+    for (const name of ["ready_state", "received", "sent", "error", "handler_error", "url_in_use"]) {
+      model.off(`change:${name}`, view.status);
+    }
+  };
+}
+
+export default { initialize, render };

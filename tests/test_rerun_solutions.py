@@ -1,0 +1,7 @@
+"""Every notebook in solutions/ runs twice in one kernel (see tests/rerun.py)."""
+from rerun import execute_twice, parametrize_notebooks
+
+
+@parametrize_notebooks("solutions")
+def test_runs_twice_in_one_kernel(path):
+    execute_twice(path)
