@@ -19,6 +19,7 @@ widget then tries ``BASE/proxy/PORT/`` on the page's own origin (what
 
 from __future__ import annotations
 
+import uuid
 from enum import IntEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -105,11 +106,12 @@ class BrowserClient(anywidget.AnyWidget):
     .ws-browser-sent { color: var(--jp-info-color0, #0b61a4); }
     .ws-browser-note { color: var(--jp-ui-font-color2, #777); font-style: italic; }
     .ws-browser-error { color: var(--jp-error-color1, #b42318); }
-    .ws-browser form { display: flex; gap: 4px; margin-top: 4px; }
+    .ws-browser-form { display: flex; gap: 4px; margin-top: 4px; }
     .ws-browser-input { flex: 1; }
     """
 
     # configuration, Python -> page
+    _instance = traitlets.Unicode().tag(sync=True)  # keys the page-side state of this widget
     port = traitlets.Int(0).tag(sync=True)
     path = traitlets.Unicode("/").tag(sync=True)
     url = traitlets.Unicode("").tag(sync=True)
@@ -134,7 +136,8 @@ class BrowserClient(anywidget.AnyWidget):
             raise ValueError(f"a WebSocket URL starts with ws:// or wss:// (got {url!r})")
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/' (got {path!r})")
-        super().__init__(port=port, path=path, url=url, handler_js=handler_js, **kwargs)
+        super().__init__(port=port, path=path, url=url, handler_js=handler_js,
+                         _instance=uuid.uuid4().hex, **kwargs)
 
     def __repr__(self) -> str:
         target = self.url or f"127.0.0.1:{self.port}{self.path}"

@@ -229,12 +229,12 @@ def show_frames(frames: list[CapturedFrame], title: str = "") -> None:
     """
     if title:
         print(title)
-    print(f"{'#':>2} {'FIN':>3} {'RSV':>3} {'opcode':<14} {'MASK':>4} {'length':>7} "
+    print(f"{'#':>2} {'FIN':>3} {'RSV':>3} {'opcode':<17} {'MASK':>4} {'length':>7} "
           f"{'form':<12} {'key':<12} payload (unmasked)")
     for i, frame in enumerate(frames, 1):
         h = frame.header
         key = f"key={h.mask.hex()}" if h.mask is not None else "-"
         rsv = f"{int(h.rsv1)}{int(h.rsv2)}{int(h.rsv3)}"
-        print(f"{i:>2} {int(h.fin):>3} {rsv:>3} {f'0x{h.opcode:X} {h.opcode_name}':<14} "
+        print(f"{i:>2} {int(h.fin):>3} {rsv:>3} {f'0x{h.opcode:X} {h.opcode_name}':<17} "
               f"{int(h.masked):>4} {h.payload_length:>7} {length_form(h):<12} {key:<12} "
               f"{_payload_text(frame.payload)}")

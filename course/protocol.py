@@ -16,8 +16,8 @@ Layers, from the bytes up:
 - :func:`encode_close`, :func:`decode_close`: close payloads (5.5.1, 7.4).
 - :class:`MessageAssembler`: fragmentation (5.4) and UTF-8 validation (8.1).
 - :class:`ServerConnection`: a small state machine tying them together
-  (``receive_data()`` returns events, ``send_*()`` queue bytes, the closing
-  handshake of section 7).
+  (``feed()`` bytes, iterate ``events()``, ``send_*()`` queue bytes that
+  ``data_to_send()`` returns; the closing handshake of section 7).
 
 Malformed frames raise :class:`ProtocolError`, which carries the close code to
 send; a bad opening handshake raises :class:`HandshakeError`, which carries the
@@ -31,6 +31,7 @@ import base64
 import binascii
 import codecs
 import enum
+import functools
 import hashlib
 import os
 import struct
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "GUID",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_REQUEST_HEAD",
     "Opcode",
     "CloseCode",
     "ProtocolError",
@@ -50,6 +52,7 @@ __all__ = [
     "accept_response",
     "error_response",
     "apply_mask",
+    "new_mask",
     "FrameHeader",
     "parse_frame_header",
     "Frame",
@@ -347,11 +350,20 @@ def error_response(status: int, body: str,
 # ---------------------------------------------------------------------------
 
 
+@functools.cache
+def _xor_table(byte: int) -> bytes:
+    """The 256-byte translation table mapping every byte ``b`` to ``b ^ byte``."""
+    return bytes(b ^ byte for b in range(256))
+
+
 def apply_mask(payload: bytes, mask: bytes) -> bytes:
     """XOR ``payload`` with the 4-byte ``mask`` repeated (section 5.3).
 
-    Masking and unmasking are the same operation.  The whole payload is XORed
-    as one big integer, which is fast even for megabytes in pure Python.
+    Masking and unmasking are the same operation: ``out[i] = payload[i] ^ mask[i % 4]``.
+    A Python loop over the bytes would take seconds for a 16 MiB message, so:
+    short payloads are XORed as one big integer; longer ones are cut into the
+    four byte positions modulo 4 (``payload[j::4]``), each translated in C with
+    a 256-byte XOR table (``bytes.translate``).
 
     Args:
         payload: The bytes to (un)mask.
@@ -366,11 +378,17 @@ def apply_mask(payload: bytes, mask: bytes) -> bytes:
     if len(mask) != 4:
         raise ValueError(f"mask must be 4 bytes, got {len(mask)}")
     n = len(payload)
-    if n == 0:
-        return b""
-    repeated = (bytes(mask) * (n // 4 + 1))[:n]
-    value = int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")
-    return value.to_bytes(n, "little")
+    if n < 512:
+        if n == 0:
+            return b""
+        repeated = (bytes(mask) * (n // 4 + 1))[:n]
+        value = int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")
+        return value.to_bytes(n, "little")
+    data = payload if isinstance(payload, bytes) else bytes(payload)
+    out = bytearray(n)
+    for j in range(4):
+        out[j::4] = data[j::4].translate(_xor_table(mask[j]))
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -567,6 +585,37 @@ class FrameReader:
         """Number of bytes received but not yet returned as a frame."""
         return len(self._buffer)
 
+    @property
+    def pending_header(self) -> FrameHeader | None:
+        """The header of a frame whose payload has not fully arrived yet, if any."""
+        return self._header
+
+    def peek_payload(self, start: int = 0) -> bytes:
+        """Return the part of the pending frame's payload received so far, unmasked.
+
+        Lets a caller look at a big frame before it is complete (e.g. to fail
+        fast on invalid UTF-8).
+
+        Args:
+            start: Offset in the payload to start from (skip what you already saw).
+
+        Returns:
+            The unmasked payload bytes from ``start`` up to what has arrived;
+            ``b""`` if no frame is pending.
+        """
+        header = self._header
+        if header is None:
+            return b""
+        stop = min(len(self._buffer) - header.header_length, header.payload_length)
+        if stop <= start:
+            return b""
+        with memoryview(self._buffer) as view:
+            chunk = bytes(view[header.header_length + start:header.header_length + stop])
+        if header.mask is None:
+            return chunk
+        shift = start % 4
+        return apply_mask(chunk, header.mask[shift:] + header.mask[:shift])
+
     def receive(self, data: bytes) -> None:
         """Append ``data`` to the buffer without parsing (see :meth:`next_frame`).
 
@@ -623,8 +672,9 @@ class FrameReader:
         end = header.header_length + header.payload_length
         if len(self._buffer) < end:
             return None
-        payload = bytes(self._buffer[header.header_length:end])
-        del self._buffer[:end]
+        with memoryview(self._buffer) as view:  # one copy, not two
+            payload = bytes(view[header.header_length:end])
+        del self._buffer[:end]  # cheap: CPython drops a bytearray's head without moving the rest
         self._header = None
         if header.mask is not None:
             payload = apply_mask(payload, header.mask)
@@ -792,6 +842,22 @@ class MessageAssembler:
         """True while a fragmented message is incomplete."""
         return self._opcode is not None
 
+    def text_lookahead(self):
+        """Return a fresh UTF-8 decoder in the state the next text fragment starts in.
+
+        Returns:
+            An incremental decoder (``codecs``) primed with the bytes of an
+            unfinished character that ended the previous fragment, or ``None``
+            when the message in progress is not text.
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        if self._opcode is None:
+            return decoder
+        if self._opcode != Opcode.TEXT:
+            return None
+        decoder.setstate(self._decoder.getstate())
+        return decoder
+
     def add(self, frame: Frame) -> Message | None:
         """Add one data frame.
 
@@ -940,6 +1006,16 @@ class ServerConnection:
         max_message_size: Largest message accepted (also the largest frame);
             bigger ones fail the connection with 1009.  ``None``: no limit.
         max_frame_size: Largest single frame, defaults to ``max_message_size``.
+
+    Attributes:
+        state: The :class:`State`.
+        request: The opening handshake :class:`Request`, once accepted.
+        close_code: What ended the connection: the code of the peer's close
+            frame (1005 if it had none), the code we failed the connection
+            with, or 1006 if TCP ended first; ``None`` while not ended.
+        close_reason: The reason that went with ``close_code``.
+        should_close: True once the I/O layer must close the TCP connection
+            (after writing :meth:`data_to_send`).
     """
 
     def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -955,6 +1031,7 @@ class ServerConnection:
         self._out: list[bytes] = []
         self._reader = FrameReader(expect_masked=True, max_frame_size=max_frame_size)
         self._assembler = MessageAssembler(max_message_size=max_message_size)
+        self._lookahead: tuple[FrameHeader, object, int] | None = None
 
     # -- input ---------------------------------------------------------------
 
@@ -993,7 +1070,9 @@ class ServerConnection:
             try:
                 frame = self._reader.next_frame()
                 if frame is None:
+                    self._check_partial_text()
                     return
+                self._lookahead = None
                 event = self._handle(frame)
             except ProtocolError as exc:
                 yield self.fail(exc.close_code, exc.reason)
@@ -1059,6 +1138,27 @@ class ServerConnection:
         self.should_close = True
         return Rejected(exc.status, exc.reason)
 
+    def _check_partial_text(self) -> None:
+        """Fail fast on invalid UTF-8 inside a text frame that is still arriving."""
+        header = self._reader.pending_header
+        if header is None or header.opcode not in (Opcode.TEXT, Opcode.CONTINUATION):
+            return
+        if self._lookahead is None or self._lookahead[0] is not header:
+            if header.opcode == Opcode.TEXT:
+                decoder = codecs.getincrementaldecoder("utf-8")()
+            else:
+                decoder = self._assembler.text_lookahead()
+                if decoder is None:  # a binary message (or an error caught later)
+                    return
+            self._lookahead = (header, decoder, 0)
+        _, decoder, seen = self._lookahead
+        chunk = self._reader.peek_payload(seen)
+        self._lookahead = (header, decoder, seen + len(chunk))
+        try:
+            decoder.decode(chunk, final=False)
+        except UnicodeDecodeError:
+            raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
+
     def _handle(self, frame: Frame):
         opcode = frame.opcode
         if opcode == Opcode.CLOSE:
@@ -1066,7 +1166,7 @@ class ServerConnection:
             if self.state == State.OPEN:  # the client started the closing handshake
                 reply = code if code != CloseCode.NO_STATUS_RCVD else None
                 self._out.append(encode_frame(Opcode.CLOSE, encode_close(reply)))
-                self.close_code, self.close_reason = code, reason
+            self.close_code, self.close_reason = code, reason
             self.state = State.CLOSED
             self.should_close = True  # the server closes TCP first (section 7.1.1)
             return CloseReceived(code, reason)
@@ -1130,7 +1230,6 @@ class ServerConnection:
         """
         self._require_open()
         self._out.append(encode_frame(Opcode.CLOSE, encode_close(code, reason)))
-        self.close_code, self.close_reason = code, reason
         self.state = State.CLOSING
 
     def fail(self, code: CloseCode, reason: str = "") -> Failed:
@@ -1146,7 +1245,7 @@ class ServerConnection:
         if self.state == State.OPEN:
             data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
             self._out.append(encode_frame(Opcode.CLOSE, encode_close(code, data)))
-        if self.close_code is None or self.state == State.OPEN:
+        if self.state != State.CLOSED:
             self.close_code, self.close_reason = code, reason
         self.state = State.CLOSED
         self.should_close = True

@@ -91,8 +91,9 @@ class EchoServer:
         peer = writer.get_extra_info("peername")
         try:
             while not conn.should_close:
-                if self._closing and conn.state == State.OPEN:
+                if self._closing and conn.state == State.OPEN:  # opened after close() was called
                     conn.send_close(CloseCode.GOING_AWAY, "server shutting down")
+                    writer.write(conn.data_to_send())
                 if conn.state == State.CLOSING:
                     try:
                         async with asyncio.timeout(self.close_timeout):
@@ -120,6 +121,11 @@ class EchoServer:
                     await writer.drain()
         except (ConnectionError, OSError) as exc:
             logger.debug("%s: %r", peer, exc)
+        except Exception:  # a bug: tell the client (1011) rather than hang up silently
+            logger.exception("%s: internal error", peer)
+            if conn.state in (State.OPEN, State.CLOSING):
+                conn.fail(CloseCode.INTERNAL_ERROR, "internal server error")
+                writer.write(conn.data_to_send())
         except asyncio.CancelledError:
             writer.transport.abort()
             raise
@@ -202,11 +208,16 @@ async def _serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.close()
-    await server.wait_closed()
-    print("stopped", flush=True)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C still raises KeyboardInterrupt
+            pass
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        print("stopped", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-    asyncio.run(_serve(args))
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:  # only where signal handlers are unavailable
+        pass
     return 0
 
 

@@ -199,8 +199,8 @@ class CountingProxy:
         self.connections = 0
         self.captures: list[Capture] = []
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._pumps: set[asyncio.Task] = set()
+        self._handlers: set[asyncio.Task] = set()
 
     @property
     def port(self) -> int:
@@ -215,33 +215,29 @@ class CountingProxy:
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.add(asyncio.current_task())
-        self._writers.add(writer)
+        handler = asyncio.current_task()
+        self._handlers.add(handler)
         self.connections += 1
+        up_writer = None
         try:
-            try:
-                async with asyncio.timeout(5):
-                    up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
-            except (OSError, TimeoutError):
-                return
-            self._writers.add(up_writer)
+            async with asyncio.timeout(5):
+                up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
             capture = Capture()
             self.captures.append(capture)
             pumps = [asyncio.create_task(self._pump(reader, up_writer, capture.up, "up")),
                      asyncio.create_task(self._pump(up_reader, writer, capture.down, "down"))]
-            self._tasks.update(pumps)
-            try:
-                await asyncio.gather(*pumps, return_exceptions=True)
-            finally:
-                for pump in pumps:
-                    pump.cancel()
-                    self._tasks.discard(pump)
-                await _close_writer(up_writer)
-                self._writers.discard(up_writer)
+            self._pumps.update(pumps)
+            await asyncio.gather(*pumps, return_exceptions=True)
+            self._pumps.difference_update(pumps)
+        except (OSError, TimeoutError, asyncio.CancelledError):
+            # a cancelled handler task would be logged as an error by asyncio.streams on 3.11
+            pass
         finally:
-            await _close_writer(writer)
-            self._writers.discard(writer)
-            self._tasks.discard(asyncio.current_task())
+            for w in (up_writer, writer):
+                if w is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await _close_writer(w)
+            self._handlers.discard(handler)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     capture: bytearray, direction: str) -> None:
@@ -262,15 +258,13 @@ class CountingProxy:
             pass
 
     async def close(self) -> None:
-        """Stop listening and drop every relayed connection."""
+        """Stop listening and drop every relayed connection (bounded: a few seconds at most)."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2)
-        for writer in list(self._writers):
-            await _close_writer(writer)
+        for pump in list(self._pumps):
+            pump.cancel()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=3)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):

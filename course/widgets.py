@@ -23,6 +23,8 @@ import ipywidgets as widgets
 
 __all__ = ["LiveFeed", "UpstreamControl"]
 
+_LINE_STYLE = "font-family: var(--jp-code-font-family, monospace); line-height: 1.4; white-space: pre"
+
 
 class LiveFeed(widgets.VBox):
     """A scrolling feed: one line per message, newest at the bottom, bounded.
@@ -104,7 +106,8 @@ class LiveFeed(widgets.VBox):
             text += f" · {self._note}"
         self._status.value = text
         self._html.value = "".join(
-            f'<div class="ws-line">{html.escape(line)}</div>' for line in self._kept)
+            f'<div class="ws-line" style="{_LINE_STYLE}">{html.escape(line)}</div>'
+            for line in self._kept)
 
     def sync(self) -> None:
         """Push the current state to the front end (call before saving a notebook)."""

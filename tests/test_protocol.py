@@ -4,7 +4,6 @@ close payloads, reassembly, UTF-8 and the ServerConnection state machine."""
 from __future__ import annotations
 
 import base64
-import codecs
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,6 +147,15 @@ def test_apply_mask_matches_websockets_and_is_an_involution(payload, mask):
     masked = apply_mask(payload, mask)
     assert masked == ws_apply_mask(payload, mask)
     assert apply_mask(masked, mask) == payload
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 511, 512, 513, 1001, 65539, 1 << 20])
+def test_apply_mask_every_size_path_matches_websockets(size):
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for mask in (b"\x00\x00\x00\x00", b"\x37\xfa\x21\x3d", b"\xff\x01\x80\x7f"):
+        assert apply_mask(payload, mask) == ws_apply_mask(payload, mask)
+    with pytest.raises(ValueError):
+        apply_mask(payload, b"\x00")
 
 
 @SETTINGS
@@ -386,12 +394,6 @@ def test_truncated_utf8_at_end_of_message_is_1007():
 @pytest.mark.parametrize("bad", [b"\xc0\xaf", b"\xed\xa0\x80", b"\xff", b"\xf8\x88\x80\x80\x80"],
                          ids=["overlong", "surrogate", "0xff", "5-byte"])
 def test_invalid_utf8_sequences_are_1007(bad):
-    codecs_ok = True
-    try:
-        bad.decode("utf-8")
-    except UnicodeDecodeError:
-        codecs_ok = False
-    assert not codecs_ok
     with pytest.raises(ProtocolError) as info:
         MessageAssembler().add(Frame(Opcode.TEXT, bad))
     assert info.value.close_code == CloseCode.INVALID_DATA
@@ -466,7 +468,7 @@ def test_error_response_has_length_and_body():
 
 
 def test_request_header_lookup_is_case_insensitive():
-    request = parse_request(handshake_request() .replace(b"Upgrade: websocket", b"upgrade: websocket"))
+    request = parse_request(handshake_request().replace(b"Upgrade: websocket", b"upgrade: websocket"))
     assert request.get("UPGRADE") == "websocket" and request.get("missing") is None
 
 
@@ -504,6 +506,7 @@ def test_client_initiated_close_is_echoed_and_server_closes_tcp():
     assert events == [CloseReceived(CloseCode.NORMAL_CLOSURE, "bye")]
     assert conn.data_to_send() == encode_frame(Opcode.CLOSE, encode_close(1000))
     assert conn.should_close and conn.state == State.CLOSED
+    assert (conn.close_code, conn.close_reason) == (1000, "bye")
     with pytest.raises(RuntimeError):
         conn.send_message("too late")
 
@@ -524,9 +527,18 @@ def test_server_initiated_close_waits_for_the_client():
     assert conn.receive_data(client_frame(Opcode.TEXT, b"late")) == []
     assert conn.receive_data(client_frame(Opcode.PING, b"")) == [Ping(b"")]
     assert conn.data_to_send() == b""
+    assert conn.close_code is None
     assert conn.receive_data(client_frame(Opcode.CLOSE, encode_close(1001))) == [
         CloseReceived(CloseCode.GOING_AWAY, "")]
     assert conn.data_to_send() == b"" and conn.should_close
+    assert conn.close_code == CloseCode.GOING_AWAY
+
+
+def test_server_initiated_close_then_tcp_drop_is_1006():
+    conn = open_connection()
+    conn.send_close()
+    assert conn.receive_eof() == [ConnectionLost()]
+    assert conn.close_code == CloseCode.ABNORMAL_CLOSURE
 
 
 @pytest.mark.parametrize("data, code", [
@@ -612,3 +624,49 @@ def test_talks_to_the_websockets_client_protocol_without_sockets():
     assert server.should_close
     client.receive_eof()
     assert client.close_code == 1000
+
+
+def test_invalid_utf8_fails_fast_inside_an_incomplete_frame():
+    payload = "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited" * 100
+    wire = client_frame(Opcode.TEXT, payload)
+    conn = open_connection()
+    assert conn.receive_data(wire[:8 + 5]) == []  # header + 5 valid bytes
+    [event] = conn.receive_data(wire[8 + 5:8 + 13])  # reaches the invalid sequence
+    assert event == Failed(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
+
+
+def test_valid_text_cut_anywhere_inside_frames_is_not_failed_early():
+    text = "€uro κόσμε 😀 " * 30
+    raw = text.encode()
+    wire = client_frame(Opcode.TEXT, raw[:100], fin=False) + client_frame(Opcode.CONTINUATION, raw[100:])
+    for step in (1, 3, 7, 64):
+        conn = open_connection()
+        events = []
+        for i in range(0, len(wire), step):
+            events += conn.receive_data(wire[i:i + step])
+        assert events == [Message(text)], step
+
+
+def test_invalid_utf8_fails_fast_in_an_incomplete_continuation_frame():
+    wire = client_frame(Opcode.TEXT, "x€".encode()[:2], fin=False)  # ends mid-character
+    wire += client_frame(Opcode.CONTINUATION, b"\x82A" + bytes(300))  # \x82 continues €, "A" cannot
+    conn = open_connection()
+    events = conn.receive_data(wire[:len(wire) - 200])
+    assert events == [Failed(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")]
+
+
+def test_binary_frames_are_not_utf8_checked_while_incomplete():
+    wire = client_frame(Opcode.BINARY, b"\xff" * 300)
+    conn = open_connection()
+    assert conn.receive_data(wire[:100]) == []
+    assert conn.receive_data(wire[100:]) == [Message(b"\xff" * 300)]
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 3, 5, 10])
+def test_peek_payload_unmasks_from_any_offset(start):
+    payload = bytes(range(40))
+    reader = FrameReader()
+    assert reader.feed(encode_frame(Opcode.BINARY, payload, mask=b"\x11\x22\x33\x44")[:6 + 20]) == []
+    assert reader.pending_header.payload_length == 40
+    assert reader.peek_payload(start) == payload[start:20]
+    assert FrameReader().peek_payload() == b""

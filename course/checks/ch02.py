@@ -6,8 +6,11 @@ examples, the length-form boundaries, edge cases) and, where it can, compares wi
 what websockets serializes must decode with the student's decoder.  One ✅/❌ line per case;
 a stub that raises ``NotImplementedError`` gives "not implemented yet", never a traceback.
 
-The capstone (``solutions/02b_capstone_raw_server.ipynb``) uses :func:`check_handshake`,
-:func:`check_echo_server` and :func:`check_autobahn`.
+:func:`check_with_real_server` makes the student's four functions talk to a real
+``websockets`` server over TCP.  The capstone (``solutions/02b_capstone_raw_server.ipynb``) uses
+:func:`check_handshake`, :func:`check_reply_to`, :func:`check_echo_server` and
+:func:`check_autobahn` (which runs Autobahn|Testsuite cases with the ``kosoku`` CLI and reads
+its ``index.json`` report).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,7 +43,7 @@ __all__ = [
     "check_echo_server",
     "check_autobahn",
     "check_reply_to",
-    "autobahn_subset",
+    "check_with_real_server",
     "run_autobahn",
     "summarize_autobahn",
 ]
@@ -248,7 +252,10 @@ def check_decode_frame(decode_frame: Callable[[bytes], Sequence[Any]]) -> bool:
             except NotImplementedError:
                 raise
             except Exception as error:
-                raise AssertionError(f"{len(cut)} bytes: raised {type(error).__name__}, not ValueError")
+                kind = type(error).__name__
+                if type(error).__module__ != "builtins":
+                    kind = f"{type(error).__module__}.{kind}"
+                raise AssertionError(f"{len(cut)} bytes: raised {kind}, not ValueError")
             raise AssertionError(f"{len(cut)} bytes: returned instead of raising ValueError")
 
     results = [
@@ -508,11 +515,6 @@ AUTOBAHN_SUBSET = ("1.*", "2.*", "5.*", "7.1.*")
 STATUSES = ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED")
 
 
-def autobahn_subset() -> tuple[str, ...]:
-    """Return the case globs the capstone runs (see :data:`AUTOBAHN_SUBSET`)."""
-    return AUTOBAHN_SUBSET
-
-
 def _kosoku() -> str | None:
     here = Path(sys.executable).parent / "kosoku"
     if here.exists():
@@ -650,3 +652,84 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
     else:
         print(f"{PASS} Autobahn: all {len(results)} cases pass (OK, NON-STRICT or INFORMATIONAL)")
     return counts
+
+
+async def check_with_real_server(accept_key: Callable[[str], str], encode_frame: Callable[..., bytes],
+                                 decode_frame: Callable[[bytes], Sequence[Any]]) -> bool:
+    """Talk to a real ``websockets`` echo server using only the student's functions.
+
+    Opens TCP, sends the upgrade, checks ``Sec-WebSocket-Accept`` with ``accept_key``,
+    sends masked frames built by ``encode_frame`` and reads the replies with
+    ``decode_frame``; the server is stopped before returning.
+    """
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    from course.checks import acheck
+
+    async def echo(ws: Any) -> None:
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    server = await serve(echo, "127.0.0.1", 0, compression=None, max_size=None)
+    port = server.sockets[0].getsockname()[1]
+    conn: dict[str, Any] = {}
+
+    async def read_frame() -> tuple[Any, ...]:
+        reader: asyncio.StreamReader = conn["reader"]
+        buffer = conn.setdefault("buffer", bytearray())
+        while True:
+            try:
+                parsed = decode_frame(bytes(buffer))
+            except ValueError:
+                data = await reader.read(65536)
+                expect(bool(data), "the server closed the connection")
+                buffer += data
+                continue
+            del buffer[:parsed[3]]
+            return tuple(parsed)
+
+    async def handshake() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn.update(reader=reader, writer=writer)
+        writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        expect(head.startswith("HTTP/1.1 101"), f"the server said {head.splitlines()[0]!r}")
+        expect(f"Sec-WebSocket-Accept: {accept_key(RFC_KEY)}\r\n" in head,
+               "the server's Sec-WebSocket-Accept differs from your accept_key")
+
+    def echoes(opcode: int, payload: bytes) -> Callable[[], Any]:
+        async def test() -> None:
+            expect("writer" in conn, "no connection (the handshake case failed)")
+            conn["writer"].write(bytes(encode_frame(opcode, payload, mask=os.urandom(4))))
+            fin, got_opcode, got, _ = await read_frame()
+            expect_equal((bool(fin), int(got_opcode)), (True, opcode), "(fin, opcode) of the echo")
+            expect(bytes(got) == payload, "the echoed payload differs")
+        return test
+
+    async def closing() -> None:
+        expect("writer" in conn, "no connection (the handshake case failed)")
+        conn["writer"].write(bytes(encode_frame(CLOSE, b"\x03\xe8", mask=os.urandom(4))))
+        _, opcode, payload, _ = await read_frame()
+        expect_equal((int(opcode), bytes(payload)), (CLOSE, b"\x03\xe8"), "(opcode, payload) of the reply")
+
+    try:
+        results = [
+            await acheck("handshake: the server's accept key matches yours", handshake),
+            await acheck("a masked text frame comes back as the same text",
+                         echoes(TEXT, "Hello from my own frames 🎉".encode())),
+            await acheck("a masked 70000-byte binary frame comes back whole", echoes(BINARY, _payload(70000))),
+            await acheck("close 1000 is answered by close 1000", closing),
+        ]
+    finally:
+        if "writer" in conn:
+            conn["writer"].close()
+        server.close()
+        await server.wait_closed()
+    return summary(results, "talking to a real server")
+

@@ -8,6 +8,9 @@
 
 const READY = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 const MAX_LINES = 200;
+// anywidget hands initialize() and render() different model facades, so the
+// per-model state is found through a synced id (BrowserClient._instance).
+const STATES = new Map();
 
 // JupyterLab writes its settings (including baseUrl, "/user/NAME/" behind
 // JupyterHub) into the page as JSON.
@@ -59,7 +62,8 @@ function initialize({ model }) {
   const state = {
     ws: null, entries: [], views: new Set(), handler: defaultHandler,
   };
-  model.__wsState = state;
+  const key = model.get("_instance");
+  STATES.set(key, state);
 
   const sync = (changes) => {
     for (const [k, v] of Object.entries(changes)) model.set(k, v);
@@ -166,11 +170,14 @@ function initialize({ model }) {
   };
   setHandler();
   connect();
-  return () => { if (state.ws) { state.ws.onclose = null; state.ws.close(1001, "widget closed"); } };
+  return () => {
+    STATES.delete(key);
+    if (state.ws) { state.ws.onclose = null; state.ws.close(1000, "widget closed"); }
+  };
 }
 
 function render({ model, el }) {
-  const state = model.__wsState;
+  const state = STATES.get(model.get("_instance"));
   el.classList.add("ws-browser");
   const status = document.createElement("div");
   status.className = "ws-browser-state";
@@ -178,12 +185,13 @@ function render({ model, el }) {
   error.className = "ws-browser-error";
   const log = document.createElement("ul");
   log.className = "ws-browser-log";
-  const form = document.createElement("form");
+  const form = document.createElement("div");
+  form.className = "ws-browser-form";
   const input = document.createElement("input");
   input.className = "ws-browser-input";
   input.placeholder = "type a message for the server, then Enter";
   const button = document.createElement("button");
-  button.type = "submit";
+  button.type = "button";
   button.textContent = "Send";
   form.append(input, button);
   el.append(status, log, form, error);
@@ -225,10 +233,14 @@ function render({ model, el }) {
       error.hidden = !text;
     },
   };
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (input.value && state.send(input.value)) input.value = "";
+  const submit = () => { if (input.value && state.send(input.value)) input.value = ""; };
+  // Keys typed here are ours: without stopPropagation, JupyterLab's notebook
+  // shortcuts (Enter = edit the cell, A/B = insert a cell...) would fire too.
+  input.addEventListener("keydown", (event) => {
+    event.stopPropagation();
+    if (event.key === "Enter") { event.preventDefault(); submit(); }
   });
+  button.addEventListener("click", submit);
   for (const name of ["ready_state", "received", "sent", "error", "handler_error", "url_in_use"]) {
     model.on(`change:${name}`, view.status);
   }

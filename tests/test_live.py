@@ -1,0 +1,383 @@
+"""Unit tests for course.live (servers, clients, hub) and course.widgets (feed, control).
+
+Real servers on 127.0.0.1 port 0 and real ``websockets`` clients; every wait bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+from course import live
+from course.live import BadMessage, Hub, Kind, PushServer
+from course.widgets import LiveFeed, UpstreamControl
+
+T = 10  # seconds: bound for every test's async part
+
+
+def arun(coro):
+    async def bounded():
+        async with asyncio.timeout(T):
+            return await coro
+    return asyncio.run(bounded())
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_encode_decode_round_trip():
+    text = live.encode(Kind.PRICE, symbol="ACME", price=101.25, seq=3)
+    assert json.loads(text) == {"type": "price", "symbol": "ACME", "price": 101.25, "seq": 3}
+    assert live.decode(text) == json.loads(text)
+    assert live.decode(text.encode()) == json.loads(text)
+    assert live.encode("ack", text="x") == '{"type":"ack","text":"x"}'
+
+
+@pytest.mark.parametrize("frame, message", [
+    ("{not json", "bad JSON"),
+    ("[1, 2]", "expected a JSON object, got list"),
+    ('{"type": "nope"}', "unknown message type 'nope'"),
+    ('{"text": "no type"}', "unknown message type None"),
+    (b"\xff\xfe", "binary frame is not UTF-8 text"),
+])
+def test_decode_rejects_bad_frames_with_a_clear_message(frame, message):
+    with pytest.raises(BadMessage, match=message.replace("[", r"\[")):
+        live.decode(frame)
+
+
+def test_encode_rejects_unknown_kinds_and_unencodable_fields():
+    with pytest.raises(BadMessage, match="unknown message type"):
+        live.encode("gossip")
+    with pytest.raises(BadMessage, match="cannot encode"):
+        live.encode(Kind.NEWS, text=object())
+
+
+def test_format_event_lines_are_stable_and_leave_timing_out():
+    assert live.format_event({"type": "news", "seq": 1, "text": "hi", "sent_ns": 5}) == "#01 news   hi"
+    assert live.format_event({"type": "clock", "seq": 12, "time": "09:00:01"}) == "#12 clock  09:00:01"
+    assert live.format_event({"type": "price", "symbol": "ACME", "price": 1.5}) == "price  ACME 1.50"
+    assert live.format_event({"type": "ack", "text": "got slider=1"}) == "server: got slider=1"
+    assert live.format_event({"type": "error", "text": "bad"}) == "server error: bad"
+    long = live.format_event({"type": "chat", "text": "x" * 1000})
+    assert long.startswith("chat: xxx") and long.endswith("(1000 chars)") and len(long) < 90
+
+
+def test_feeds_are_seeded_and_numbered():
+    events = live.demo_events(30, seed=3)
+    assert events == live.demo_events(30, seed=3)
+    assert events != live.demo_events(30, seed=4)
+    assert [e["seq"] for e in events] == list(range(1, 31))
+    assert {e["type"] for e in events} == {"news", "clock", "price"}
+    assert all(live.decode(live.encode(e["type"], **{k: v for k, v in e.items() if k != "type"}))
+               for e in events)
+
+
+def test_clock_feed_wraps_at_midnight():
+    ticks = [t["time"] for t in live.clock_feed(3, start=86399)]
+    assert ticks == ["23:59:59", "00:00:00", "00:00:01"]
+
+
+def test_price_feed_stays_positive_with_cents():
+    prices = [p["price"] for p in live.price_feed(500, seed=1)]
+    assert all(p > 0 and round(p, 2) == p for p in prices)
+
+
+def test_noise_is_seeded_and_sized():
+    assert len(live.noise(1000, seed=1)) == 1000
+    assert live.noise(50, seed=1) == live.noise(50, seed=1) != live.noise(50, seed=2)
+    with pytest.raises(ValueError):
+        live.noise(-1)
+
+
+def test_percentile_nearest_rank():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert live.percentile(values, 50) == 3.0
+    assert live.percentile(values, 100) == 5.0
+    assert live.percentile(values, 0) == 1.0
+    assert live.percentile(list(range(1, 101)), 95) == 95
+    with pytest.raises(ValueError):
+        live.percentile([], 50)
+    with pytest.raises(ValueError):
+        live.percentile([1.0], 101)
+
+
+def test_latency_recorder_uses_sent_ns():
+    recorder = live.LatencyRecorder()
+    assert recorder.record({"type": "ack"}) is None
+    assert recorder.record({"sent_ns": 1_000_000}, now_ns=3_500_000) == 2.5
+    assert recorder.p(50) == 2.5
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def test_echo_server_echoes_text_and_bytes():
+    async def main():
+        server = await serve(live.echo_handler, "127.0.0.1", 0)
+        try:
+            assert live.url_of(server).startswith("ws://127.0.0.1:")
+            async with connect(live.url_of(server)) as ws:
+                for message in ["hello", b"\x00\x01", "é" * 1000]:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+        finally:
+            server.close()
+            await server.wait_closed()
+    arun(main())
+
+
+async def _push_server(events, interval=0.0, **kwargs):
+    push = PushServer(events, interval=interval, **kwargs)
+    server = await serve(push.handler, "127.0.0.1", 0)
+    return push, server
+
+
+def test_push_server_pushes_the_sequence_in_order_with_timestamps():
+    events = live.demo_events(15, seed=7)
+
+    async def main():
+        push, server = await _push_server(events, interval=0.001)
+        got = []
+        async with connect(live.url_of(server)) as ws:
+            while len(got) < len(events):
+                got.append(live.decode(await ws.recv()))
+        server.close()
+        await server.wait_closed()
+        return got
+
+    got = arun(main())
+    assert [{k: v for k, v in m.items() if k != "sent_ns"} for m in got] == events
+    stamps = [m["sent_ns"] for m in got]
+    assert stamps == sorted(stamps)
+
+
+def test_push_events_rejects_a_negative_interval():
+    with pytest.raises(ValueError, match="interval"):
+        arun(live.push_events(None, [], -1))
+
+
+def test_push_server_is_full_duplex_and_survives_bad_frames():
+    received = []
+
+    async def main():
+        push, server = await _push_server(live.demo_events(40, seed=1), interval=0.01,
+                                          on_control=received.append)
+        answers = []
+        async with connect(live.url_of(server)) as ws:
+            await ws.send(live.encode("control", name="slider", value=42))
+            await ws.send("{oops")
+            await ws.send(live.encode("news", text="not for you"))
+            await ws.send(live.encode("control", name="slider"))
+            await ws.send(live.encode("control", name="text", value="hi"))
+            pushes = 0
+            while len(answers) < 5:
+                message = live.decode(await ws.recv())
+                if message["type"] in (Kind.ACK, Kind.ERROR):
+                    answers.append(live.format_event(message))
+                else:
+                    pushes += 1
+        server.close()
+        await server.wait_closed()
+        return push, answers, pushes
+
+    push, answers, pushes = arun(main())
+    assert answers[0] == "server: got slider=42"
+    assert answers[1].startswith("server error: bad JSON")
+    assert answers[2] == "server error: the server only accepts 'control' messages, not 'news'"
+    assert answers[3] == "server error: a control message needs 'name' and 'value'"
+    assert answers[4] == "server: got text=hi"
+    assert pushes < 40  # the answers came while the pushes were still flowing
+    assert [m["value"] for m in received] == [42, "hi"]
+    assert len(push.errors) == 3
+
+
+def test_read_messages_hands_bad_frames_to_on_error_and_keeps_reading():
+    async def handler(ws):
+        await ws.send(live.encode("news", text="one"))
+        await ws.send("not json")
+        await ws.send(live.encode("news", text="two"))
+
+    async def main():
+        server = await serve(handler, "127.0.0.1", 0)
+        got, errors = [], []
+        async with connect(live.url_of(server)) as ws:
+            delivered = await live.read_messages(ws, got.append, errors.append)
+        server.close()
+        await server.wait_closed()
+        return delivered, got, errors
+
+    delivered, got, errors = arun(main())
+    assert delivered == 2
+    assert [m["text"] for m in got] == ["one", "two"]
+    assert len(errors) == 1 and errors[0].startswith("bad JSON")
+
+
+# --------------------------------------------------------------------------- hub
+
+
+def test_hub_rejects_an_empty_queue():
+    with pytest.raises(ValueError, match="queue_size"):
+        Hub(queue_size=0)
+
+
+def test_hub_broadcasts_to_every_client_in_order():
+    events = []
+
+    async def main():
+        hub = Hub(queue_size=64, on_event=lambda kind, who: events.append(kind))
+        server = await live.serve_hub(hub)
+        clients = [await connect(live.url_of(server)) for _ in range(3)]
+        while len(hub) < 3:
+            await asyncio.sleep(0.01)
+        for i in range(20):
+            await clients[i % 2].send(live.encode("chat", text=f"m{i}"))
+        got = [[live.decode(await c.recv())["text"] for _ in range(20)] for c in clients]
+        await clients[2].send("{bad")
+        error = live.decode(await clients[2].recv())
+        await clients[0].close()
+        while len(hub) > 2:
+            await asyncio.sleep(0.01)
+        await live.shutdown(clients=clients[1:], servers=[server])
+        return hub, got, error
+
+    hub, got, error = arun(main())
+    # everybody (the senders too) sees one and the same order, each sender's order kept
+    assert got[0] == got[1] == got[2]
+    assert [m for m in got[0] if int(m[1:]) % 2 == 0] == [f"m{i}" for i in range(0, 20, 2)]
+    assert sorted(got[0], key=lambda m: int(m[1:])) == [f"m{i}" for i in range(20)]
+    assert error["type"] == "error" and error["text"].startswith("bad JSON")
+    assert hub.errors and hub.dropped == [] and hub.relayed == 20
+    assert events[:4] == ["join", "join", "join", "leave"]
+
+
+def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
+    async def main():
+        hub = Hub(queue_size=4)
+        server = await live.serve_hub(hub, close_timeout=1)
+        url = live.url_of(server)
+        fast = [await connect(url) for _ in range(2)]
+        slow = await connect(url, max_queue=1, compression=None)  # never reads
+        while len(hub) < 3:
+            await asyncio.sleep(0.01)
+        counts = [0, 0]
+
+        async def read(i):
+            async for _ in fast[i]:
+                counts[i] += 1
+
+        readers = [asyncio.create_task(read(i)) for i in range(2)]
+        big = live.encode("chat", text=live.noise(32 * 1024, seed=2))
+        sent = 0
+        while not hub.dropped and sent < 5000:
+            await fast[0].send(big)
+            sent += 1
+            await asyncio.sleep(0)
+        while counts != [sent, sent]:
+            await asyncio.sleep(0.01)
+        try:
+            while True:
+                await slow.recv()
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+        summary = await live.shutdown(tasks=readers, clients=fast, servers=[server])
+        return hub, sent, counts, code, summary
+
+    hub, sent, counts, code, summary = arun(main())
+    assert len(hub.dropped) == 1
+    assert sent < 5000
+    assert counts == [sent, sent]  # the fast clients lost nothing
+    assert code == Hub.SLOW_CLOSE_CODE == 1008
+    assert len(hub) == 0
+    assert summary == "stopped 2 tasks, 2 clients, 1 server"
+
+
+def test_shutdown_skips_none_and_is_bounded():
+    async def main():
+        task = asyncio.create_task(asyncio.sleep(60))
+        return await live.shutdown(tasks=[task, None], clients=[None], servers=[None])
+
+    assert arun(main()) == "stopped 1 task, 0 clients, 0 servers"
+
+
+# --------------------------------------------------------------------------- widgets
+
+
+def test_live_feed_is_bounded_and_carries_its_css_classes():
+    feed = LiveFeed("news", max_lines=3)
+    assert "ws-feed" in feed._dom_classes
+    assert repr(feed) == "LiveFeed(title='news', lines=0, max_lines=3)"
+    for i in range(5):
+        feed.append(f"line {i}")
+    assert feed.lines == ["line 2", "line 3", "line 4"]
+    assert (feed.received, feed.dropped) == (5, 2)
+    assert feed.status == "news · 5 received · showing 3"
+    assert feed._html.value.count('class="ws-line"') == 3
+    assert len(feed.children) == 2  # a status line and one HTML widget, however many lines
+    assert repr(feed) == "LiveFeed(title='news', lines=3, max_lines=3)"
+    feed.set_status("connected")
+    assert feed.status.endswith("· connected")
+    feed.clear()
+    assert feed.lines == [] and feed.received == 0 and "ws-line" not in feed._html.value
+
+
+def test_live_feed_escapes_html_and_rejects_non_text():
+    feed = LiveFeed()
+    feed.append("<script>alert(1)</script> & co")
+    assert "<script>" not in feed._html.value
+    assert html.escape("<script>alert(1)</script> & co") in feed._html.value
+    assert feed.lines == ["<script>alert(1)</script> & co"]
+    with pytest.raises(TypeError, match="str"):
+        feed.append(42)
+    with pytest.raises(ValueError, match="max_lines"):
+        LiveFeed(max_lines=0)
+
+
+def test_upstream_control_calls_back_and_schedules_awaitables():
+    calls = []
+
+    async def send(name, value):
+        await asyncio.sleep(0)
+        calls.append((name, value))
+
+    async def main():
+        control = UpstreamControl(send)
+        assert "ws-upstream" in control._dom_classes
+        control.slider.value = 42
+        control.text.value = "hi"
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+        return control
+
+    control = arun(main())
+    assert calls == [("slider", 42), ("text", "hi")]
+    assert control.sent == 2
+    assert repr(control) == "UpstreamControl(slider=42, text='hi')"
+    control.show_answer("server: got slider=42")
+    assert control.answer.value == "server: got slider=42"
+
+
+def test_upstream_control_shows_failures_instead_of_raising():
+    def broken(name, value):
+        raise RuntimeError("socket is closed")
+
+    control = UpstreamControl(broken)
+    control.slider.value = 5
+    assert control.answer.value == "send failed: RuntimeError: socket is closed"
+
+    async def failing(name, value):
+        raise ConnectionError("gone")
+
+    async def main():
+        control = UpstreamControl(failing)
+        control.slider.value = 7
+        while not control.answer.value.startswith("send failed"):
+            await asyncio.sleep(0.01)
+        return control.answer.value
+
+    assert arun(main()) == "send failed: ConnectionError: gone"
