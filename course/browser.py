@@ -138,6 +138,13 @@ class BrowserClient(anywidget.AnyWidget):
             raise ValueError(f"path must start with '/' (got {path!r})")
         super().__init__(port=port, path=path, url=url, handler_js=handler_js,
                          _instance=uuid.uuid4().hex, **kwargs)
+        self.on_msg(self._on_page_message)
+
+    def _on_page_message(self, _widget, content, _buffers) -> None:
+        # The page says hello when it loads this widget; answering proves that the kernel
+        # holds it (a copy restored from a saved notebook gets no answer and stays idle).
+        if isinstance(content, dict) and content.get("event") == "hello":
+            self.send({"command": "go"})
 
     def __repr__(self) -> str:
         target = self.url or f"127.0.0.1:{self.port}{self.path}"

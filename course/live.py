@@ -139,7 +139,7 @@ def format_event(message: dict[str, Any]) -> str:
     return json.dumps(message, sort_keys=True)
 
 
-def _clip(text: str, limit: int = 60) -> str:
+def _clip(text: str, limit: int = 30) -> str:
     return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} chars)"
 
 
@@ -541,9 +541,20 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
                     **kwargs: Any) -> Server:
     """Start a server whose handler is ``hub.handler``.
 
-    ``ping_interval`` / ``ping_timeout`` are the keepalive deadlines: the library
-    pings every ``ping_interval`` seconds and closes a connection whose pong does
-    not come back within ``ping_timeout`` seconds (a dead or frozen peer).
+    Args:
+        hub: the hub whose handler serves every connection.
+        host: interface to listen on (keep ``127.0.0.1`` in the course).
+        port: ``0`` lets the OS pick a free port (read it with :func:`url_of`).
+        ping_interval: the library pings each client every ``ping_interval`` seconds
+            (``None``: never), like gorilla's ``pingPeriod``.
+        ping_timeout: a client whose pong does not come back within ``ping_timeout``
+            seconds is dead or frozen and gets closed (gorilla's ``pongWait``).
+        **kwargs: passed to :func:`websockets.asyncio.server.serve`; e.g.
+            ``close_timeout`` bounds how long a dropped or dead peer's TCP
+            connection lingers before it is aborted (default 10 s).
+
+    Raises:
+        OSError: the address is not available.
     """
     return await serve(hub.handler, host, port, ping_interval=ping_interval,
                        ping_timeout=ping_timeout, **kwargs)

@@ -272,7 +272,7 @@ def validate_request(request: Request) -> str:
         raise HandshakeError(400, f"{request.version} not supported, use HTTP/1.1")
     if not request.get_all("Host"):
         raise HandshakeError(400, "missing Host header")
-    upgrade_headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    upgrade_headers = [("Upgrade", "websocket")]
     if "websocket" not in _tokens(request.get_all("Upgrade")):
         raise HandshakeError(426, "this is a WebSocket server: send Upgrade: websocket",
                              upgrade_headers)
@@ -335,11 +335,13 @@ def error_response(status: int, body: str,
         The complete HTTP response (head and body).
     """
     payload = (body + "\n").encode("utf-8")
+    # A response carrying Upgrade must list "upgrade" in Connection (RFC 9110, 7.8).
+    upgrade = any(name.lower() == "upgrade" for name, _ in headers or [])
     lines = [
         f"HTTP/1.1 {status} {_STATUS_PHRASES.get(status, 'Error')}",
         "Content-Type: text/plain; charset=utf-8",
         f"Content-Length: {len(payload)}",
-        "Connection: close",
+        "Connection: Upgrade, close" if upgrade else "Connection: close",
     ]
     lines += [f"{name}: {value}" for name, value in headers or []]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload

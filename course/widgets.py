@@ -23,7 +23,8 @@ import ipywidgets as widgets
 
 __all__ = ["LiveFeed", "UpstreamControl"]
 
-_LINE_STYLE = "font-family: var(--jp-code-font-family, monospace); line-height: 1.4; white-space: pre"
+_LINE_STYLE = ("font-family: var(--jp-code-font-family, monospace); line-height: 1.4; "
+               "white-space: pre; overflow: hidden; text-overflow: ellipsis")
 
 
 class LiveFeed(widgets.VBox):

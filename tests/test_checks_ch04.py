@@ -151,23 +151,24 @@ def post(ws_url: str, *messages: dict) -> None:
         pool.submit(lambda: asyncio.run(asyncio.wait_for(scenario(), 10))).result()
 
 
-TEST_PAGE = """<!doctype html><meta charset="utf-8"><title>handler under test</title>
-<ul id="log"></ul>
-<script>
-"use strict";
-window.handlerErrors = [];
-const handler = (%s);
-const log = document.getElementById("log");
-const url = new URL("ws", location.href);
-url.protocol = "ws:";
-window.ws = new WebSocket(url.href);
-window.ws.addEventListener("message", (event) => {
-  try { handler(event, log); } catch (err) { window.handlerErrors.push(String(err)); }
-});
-window.callHandler = (data) => {
-  try { handler({ data }, log); } catch (err) { window.handlerErrors.push(String(err)); }
-};
-</script>"""
+# Runs in the chat's own page (same origin, so the chat's Origin check lets it in; a page
+# made up by Playwright's route() would count as "public" and Chromium's Local Network
+# Access checks would block its connection to 127.0.0.1).
+TEST_SCRIPT = """() => {
+  const handler = (%s);
+  const log = document.createElement("ul");
+  log.id = "handler-log";
+  document.body.replaceChildren(log);
+  window.handlerErrors = [];
+  const call = (event) => {
+    try { handler(event, log); } catch (err) { window.handlerErrors.push(String(err)); }
+  };
+  const url = new URL("ws", location.href);
+  url.protocol = "ws:";
+  window.testWs = new WebSocket(url.href);
+  window.testWs.addEventListener("message", call);
+  window.callHandler = (data) => call({ data });
+}"""
 
 
 def run_handler_in_chromium(chromium, chat_url: str, source: str) -> list[tuple[str, str]]:
@@ -180,30 +181,30 @@ def run_handler_in_chromium(chromium, chat_url: str, source: str) -> list[tuple[
     post(ws_url, {"text": marker, "name": "earlier"})
     page = chromium.new_page()
     try:
-        page.route(chat_url + "handler-test", lambda route: route.fulfill(
-            status=200, content_type="text/html", body=TEST_PAGE % source))
-        page.goto(chat_url + "handler-test")
+        page.goto(chat_url)
+        page.wait_for_selector("#status.open", timeout=TIMEOUT_MS)
+        page.evaluate(TEST_SCRIPT % source)
         # the welcome's history is drawn as soon as the page connects
-        page.wait_for_function("t => document.getElementById('log').textContent.includes(t)",
+        page.wait_for_function("t => document.getElementById('handler-log').textContent.includes(t)",
                                arg=marker, timeout=TIMEOUT_MS)
-        count = page.evaluate("document.querySelectorAll('#log li').length")
+        count = page.evaluate("document.querySelectorAll('#handler-log li').length")
         post(ws_url, {"text": "hello from python", "name": "bob"},
              {"text": '<img src=x onerror="window.pwned=1"><b>bold</b>', "name": "<i>mallory</i>"})
-        page.wait_for_function("n => document.querySelectorAll('#log li').length >= n",
+        page.wait_for_function("n => document.querySelectorAll('#handler-log li').length >= n",
                                arg=count + 2, timeout=TIMEOUT_MS)
         # the page itself sends something invalid: the server answers with an error message
-        page.evaluate("window.ws.send('not json at all')")
-        page.wait_for_function("n => document.querySelectorAll('#log li').length >= n",
+        page.evaluate("window.testWs.send('not json at all')")
+        page.wait_for_function("n => document.querySelectorAll('#handler-log li').length >= n",
                                arg=count + 3, timeout=TIMEOUT_MS)
         # a message that is not JSON must not throw
         page.evaluate("window.callHandler('<<<not json>>>')")
         page.wait_for_timeout(200)  # let an <img onerror> fire, if the handler created one
         assert page.evaluate("window.handlerErrors") == []
         assert page.evaluate("window.pwned") is None, "a message was run as code (XSS)"
-        assert page.evaluate("document.querySelectorAll('#log img, #log b, #log i').length") == 0, \
+        assert page.evaluate("document.querySelectorAll('#handler-log img, #handler-log b, #handler-log i').length") == 0, \
             "a message was turned into markup"
         return [tuple(x) for x in page.eval_on_selector_all(
-            "#log li", "els => els.map(e => [e.className, e.textContent])")]
+            "#handler-log li", "els => els.map(e => [e.className, e.textContent])")]
     finally:
         page.close()
 

@@ -65,7 +65,7 @@ def test_format_event_lines_are_stable_and_leave_timing_out():
     assert live.format_event({"type": "ack", "text": "got slider=1"}) == "server: got slider=1"
     assert live.format_event({"type": "error", "text": "bad"}) == "server error: bad"
     long = live.format_event({"type": "chat", "text": "x" * 1000})
-    assert long.startswith("chat: xxx") and long.endswith("(1000 chars)") and len(long) < 90
+    assert long.startswith("chat: xxx") and long.endswith("(1000 chars)") and len(long) < 60
 
 
 def test_feeds_are_seeded_and_numbered():
@@ -295,6 +295,29 @@ def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
     assert code == Hub.SLOW_CLOSE_CODE == 1008
     assert len(hub) == 0
     assert summary == "stopped 2 tasks, 2 clients, 1 server"
+
+
+def test_hub_ping_deadline_closes_a_frozen_client():
+    events = []
+
+    async def main():
+        hub = Hub(on_event=lambda kind, who: events.append(kind))
+        server = await live.serve_hub(hub, ping_interval=0.2, ping_timeout=0.2, close_timeout=0.5)
+        frozen = await connect(live.url_of(server), ping_interval=None)
+        alive = await connect(live.url_of(server), ping_interval=None)
+        while len(hub) < 2:
+            await asyncio.sleep(0.01)
+        frozen.transport.pause_reading()  # a frozen peer: it will never answer a ping
+        while len(hub) > 1:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a few more ping periods: the live client stays
+        remaining = len(hub)
+        frozen.transport.abort()
+        await live.shutdown(clients=[alive], servers=[server])
+        return remaining
+
+    assert arun(main()) == 1
+    assert events[:3] == ["join", "join", "leave"]
 
 
 def test_shutdown_skips_none_and_is_bounded():

@@ -670,3 +670,11 @@ def test_peek_payload_unmasks_from_any_offset(start):
     assert reader.pending_header.payload_length == 40
     assert reader.peek_payload(start) == payload[start:20]
     assert FrameReader().peek_payload() == b""
+
+
+def test_426_response_has_one_connection_header_listing_upgrade():
+    response = HandshakeError(426, "send Upgrade: websocket", [("Upgrade", "websocket")]).response()
+    head = response.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    connection = [line for line in head if line.lower().startswith("connection:")]
+    assert connection == ["Connection: Upgrade, close"]
+    assert "Upgrade: websocket" in head

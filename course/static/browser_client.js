@@ -14,7 +14,7 @@ const STATES = new Map();
 
 // JupyterLab writes its settings (including baseUrl, "/user/NAME/" behind
 // JupyterHub) into the page as JSON.
-function jupyterBaseUrl() {
+export function jupyterBaseUrl() {
   const el = document.getElementById("jupyter-config-data");
   if (el) {
     try {
@@ -31,11 +31,12 @@ function jupyterBaseUrl() {
 // - page served by a hub (JupyterHub, Binder): the kernel's loopback is not the
 //   browser's loopback, so only a proxy on the page's own origin can help:
 //   jupyter-server-proxy exposes it as BASE/proxy/PORT/ (wss: when the page is https).
-export function candidateUrls(port, path, explicit) {
+// (course.browser.candidate_urls is the Python mirror of this function.)
+export function candidateUrls(port, path, explicit, loc = location, baseUrl = jupyterBaseUrl()) {
   if (explicit) return [explicit];
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const proxied = `${scheme}//${location.host}${jupyterBaseUrl()}proxy/${port}${path}`;
-  const local = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
+  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+  const proxied = `${scheme}//${loc.host}${baseUrl}proxy/${port}${path}`;
+  const local = ["localhost", "127.0.0.1", "[::1]"].includes(loc.hostname);
   return local ? [`ws://127.0.0.1:${port}${path}`, proxied] : [proxied];
 }
 
@@ -60,7 +61,7 @@ function compileHandler(source) {
 
 function initialize({ model }) {
   const state = {
-    ws: null, entries: [], views: new Set(), handler: defaultHandler,
+    ws: null, entries: [], views: new Set(), handler: defaultHandler, live: false,
   };
   const key = model.get("_instance");
   STATES.set(key, state);
@@ -93,7 +94,7 @@ function initialize({ model }) {
   function connect() {
     if (state.ws) { state.ws.onclose = null; state.ws.close(1000, "reconnecting"); state.ws = null; }
     const port = model.get("port"), url = model.get("url");
-    if (!port && !url) return;
+    if (!state.live || (!port && !url)) return;
     if (!("WebSocket" in window)) {  // feature detection
       sync({ error: "this browser has no WebSocket API" });
       return;
@@ -149,7 +150,11 @@ function initialize({ model }) {
   model.on("change:port", connect);
   model.on("change:url", connect);
   model.on("msg:custom", (msg) => {
-    if (msg.command === "send") {
+    if (msg.command === "go") {
+      // The kernel answered our hello: this model is alive, not a copy restored from the
+      // notebook file (whose server is long gone). Only now open the WebSocket.
+      if (!state.live) { state.live = true; connect(); redraw(); }
+    } else if (msg.command === "send") {
       state.send(msg.text);
     } else if (msg.command === "reconnect") {
       connect();
@@ -169,7 +174,7 @@ function initialize({ model }) {
     return true;
   };
   setHandler();
-  connect();
+  model.send({ event: "hello" });  // dropped silently when no kernel holds this widget
   return () => {
     STATES.delete(key);
     if (state.ws) { state.ws.onclose = null; state.ws.close(1000, "widget closed"); }
@@ -225,8 +230,11 @@ function render({ model, el }) {
     },
     status() {
       const rs = model.get("ready_state");
-      status.textContent = `readyState ${rs} (${READY[rs] ?? "?"}) · ${model.get("url_in_use")} · ` +
-        `received ${model.get("received")} · sent ${model.get("sent")}`;
+      status.textContent = state.live
+        ? `readyState ${rs} (${READY[rs] ?? "?"}) · ${model.get("url_in_use")} · ` +
+          `received ${model.get("received")} · sent ${model.get("sent")}`
+        : "waiting for the kernel (a widget saved in the notebook file stays idle: " +
+          "run its cell to start it)";
       const text = model.get("error") || (model.get("handler_error") &&
         "your handler does not compile: " + model.get("handler_error"));
       error.textContent = text || "";

@@ -51,7 +51,11 @@ def opt_out_reason(source: str) -> str | None:
     match = OPT_OUT.search(source)
     if not match:
         return None
-    return match["why"].strip(" -—:")
+    why = match["why"].strip(" -—:")
+    following = source[match.end():].lstrip("\n").splitlines()[:1]
+    if len(why) < 8 and following and following[0].lstrip().startswith("#"):
+        why = following[0].lstrip(" #")          # the reason may sit on the next comment line
+    return why
 
 
 def lint_notebook(path: Path, host: str | None = None) -> list[str]:
