@@ -139,7 +139,7 @@ def format_event(message: dict[str, Any]) -> str:
     return json.dumps(message, sort_keys=True)
 
 
-def _clip(text: str, limit: int = 30) -> str:
+def _clip(text: str, limit: int = 16) -> str:
     return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} chars)"
 
 

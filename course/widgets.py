@@ -56,7 +56,7 @@ class LiveFeed(widgets.VBox):
         self._note = ""
         self._status = widgets.Label()
         self._status.add_class("ws-status")
-        self._html = widgets.HTML()
+        self._html = widgets.HTML(layout=widgets.Layout(width="100%", overflow="hidden"))
         self._html.add_class("ws-lines")
         super().__init__(children=(self._status, self._html), **kwargs)
         self.add_class("ws-feed")
