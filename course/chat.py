@@ -206,7 +206,10 @@ class ChatServer:
         if not self._origin_allowed(request):
             return web.Response(status=403, text="origin not allowed\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # the client left during the handshake
+            return ws
         self.clients.add(ws)
         try:
             await ws.send_json({"type": "welcome", "history": list(self.history)})

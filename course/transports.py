@@ -4,14 +4,12 @@ One :class:`~course.news.NewsSource` emits headlines at random instants.  Five
 strategies deliver them to a client, each through a real server on ``127.0.0.1``
 (aiohttp) and a real client (aiohttp, or the ``websockets`` library for WebSocket):
 
-============== ===============================================================
-``reload``     the client GETs a full HTML page every ``reload_interval`` s
-``polling``    AJAX short polling: ``GET /events?since=N`` every ``poll_interval`` s
-``long-polling`` ``GET /events?since=N&wait=S``: the server holds the request
-               until an event exists (or ``S`` s pass); the client asks again at once
-``sse``        Server-Sent Events: one ``text/event-stream`` response that never ends
-``websocket``  one WebSocket; the server pushes, the client streams acks *up*
-============== ===============================================================
+- ``reload``: the client GETs a full HTML page every ``reload_interval`` s;
+- ``polling``: AJAX short polling, ``GET /events?since=N`` every ``poll_interval`` s;
+- ``long-polling``: ``GET /events?since=N&wait=S``; the server holds the request until an
+  event exists (or ``S`` s pass); the client asks again at once;
+- ``sse``: Server-Sent Events, one ``text/event-stream`` response that never ends;
+- ``websocket``: one WebSocket; the server pushes, the client streams acks *up*.
 
 Between each client and its server sits a :class:`CountingProxy`, a tiny TCP relay
 that counts every byte both ways (request lines, headers, bodies, chunk sizes,

@@ -96,7 +96,7 @@ def test_push_news_says_not_implemented_on_the_stub(capsys):
     assert "Traceback" not in "".join(cases.values())
 
 
-@pytest.mark.filterwarnings("ignore:coroutine 'Connection.send' was never awaited")
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 @pytest.mark.parametrize("wrong, failing", [
     (push_reversed, "pushes every item, in order"),
     (push_no_pause, "waits `interval` seconds between two messages"),

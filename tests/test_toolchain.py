@@ -116,6 +116,7 @@ def test_lint_catches_each_kind_of_problem(tmp_path):
         nbformat.v4.new_code_cell("1", execution_count=1),
         nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\nx", execution_count=2,
                                   outputs=[nbformat.v4.new_output("stream", text="/root/secret\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT because timings vary\ny", execution_count=3),
         nbformat.v4.new_code_cell("boom", execution_count=None, outputs=[
             nbformat.v4.new_output("error", ename="ValueError", evalue="", traceback=[])]),
     ]
@@ -125,7 +126,7 @@ def test_lint_catches_each_kind_of_problem(tmp_path):
     nbformat.write(nb, path)
     problems = "\n".join(lint.lint_notebook(path, host="testhost-name"))
     for expected in ("kernelspec", "execution_count", "without saying why", "absolute path",
-                     "error output", "Recap"):
+                     "error output", "Recap", "marker nbval ignores"):
         assert expected in problems
 
 

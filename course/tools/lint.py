@@ -23,7 +23,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("notebooks", "solutions", "exercises")
-OPT_OUT = re.compile(r"#\s*(NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)(?P<why>.*)")
+OPT_OUT = re.compile(r"#\s*(NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)")
+MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP"}
 ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|usr|opt|var)/[\w./-]+|[A-Z]:\\\\")
 MAX_OPT_OUT = 0.25
 LESSON_SECTIONS = ("## Recap", "## Check yourself", "## Further reading")
@@ -47,15 +48,23 @@ def code_cells(nb) -> list:
 
 
 def opt_out_reason(source: str) -> str | None:
-    """None when the cell does not opt out; else the reason text (may be empty)."""
-    match = OPT_OUT.search(source)
-    if not match:
-        return None
-    why = match["why"].strip(" -—:")
-    following = source[match.end():].lstrip("\n").splitlines()[:1]
-    if len(why) < 8 and following and following[0].lstrip().startswith("#"):
-        why = following[0].lstrip(" #")          # the reason may sit on the next comment line
-    return why
+    """None when the cell does not opt out; else the reason (the comment line after the marker).
+
+    nbval honours a marker only when it is the whole comment (``# NBVAL_IGNORE_OUTPUT``),
+    so the reason goes on the next comment line.
+    """
+    lines = [line.strip() for line in source.splitlines()]
+    for index, line in enumerate(lines):
+        if line.startswith("#") and line.lstrip("#").strip() in MARKERS:
+            following = lines[index + 1] if index + 1 < len(lines) else ""
+            return following.lstrip("# ").strip() if following.startswith("#") else ""
+    return None
+
+
+def misplaced_marker(source: str) -> bool:
+    """A marker nbval will not honour: words on the same line as NBVAL_IGNORE_OUTPUT/NBVAL_SKIP."""
+    return any(OPT_OUT.search(line) and line.strip().lstrip("#").strip() not in MARKERS
+               for line in source.splitlines())
 
 
 def lint_notebook(path: Path, host: str | None = None) -> list[str]:
@@ -76,7 +85,11 @@ def lint_notebook(path: Path, host: str | None = None) -> list[str]:
     for index, cell in enumerate(code_cells(nb)):
         why = opt_out_reason(cell.source)
         if why is not None and len(why) < 8:
-            problems.append(f"{name}: code cell {index + 1} opts out of nbval without saying why")
+            problems.append(f"{name}: code cell {index + 1} opts out of nbval without saying why "
+                            "(put the reason on the comment line after the marker)")
+        if misplaced_marker(cell.source):
+            problems.append(f"{name}: code cell {index + 1} has an NBVAL marker nbval ignores "
+                            "(the marker must be alone on its comment line)")
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 problems.append(f"{name}: code cell {index + 1} saved an error output "
