@@ -56,9 +56,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Chromium ``playwright.sync_api.Browser`` (Debian's binary, no download)."""
+    """A headless Chromium ``playwright.sync_api.Browser`` (Debian's binary, no download).
+
+    Module-scoped: while Playwright's sync API is active it owns the thread's event loop, so
+    ``asyncio.run`` fails in every test that runs meanwhile; a module-scoped browser is gone
+    before the next test file starts.
+    """
     path = chromium_path()
     if path is None:
         missing("Chromium (apt-get install chromium; `make test` does it as root on Debian)")
