@@ -27,6 +27,12 @@ def cell_number(fragment: str) -> int:
     raise AssertionError(f"no cell contains {fragment!r}")
 
 
+def cleanup_cell() -> int:
+    """1-based index of the last code cell: the one that stops everything (navigation follows it)."""
+    nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
+    return max(i for i, cell in enumerate(nb.cells, start=1) if cell.cell_type == "code")
+
+
 def selected_cell(page) -> tuple[int, int]:
     text = page.get_by_text(re.compile(r"^Cell \d+/\d+$")).text_content()
     current, total = text.split()[1].split("/")
@@ -65,7 +71,7 @@ def wait_log_line(page, text: str) -> None:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
-    total = len(nbformat.read(ROOT / NOTEBOOK, as_version=4).cells)
+    cleanup = cleanup_cell()
     summary_cell = cell_number("print(client.summary())")
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -73,8 +79,8 @@ def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=TIMEOUT_MS)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=TIMEOUT_MS)
 
-        # Everything but the last cell, which stops the servers.
-        select_cell(page, total)
+        # Everything above the cleanup cell, which stops the servers.
+        select_cell(page, cleanup)
         run_menu(page, "Run All Above Selected Cell")
 
         # The kernel's pushes arrive in the page, over the page's own WebSocket.
@@ -123,7 +129,7 @@ def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
             timeout=TIMEOUT_MS)
 
         # Last cell: everything stops.
-        select_cell(page, total)
+        select_cell(page, cleanup)
         page.keyboard.press("Shift+Enter")
         page.get_by_text("kernel server, chat server and widget stopped").first.wait_for(timeout=TIMEOUT_MS)
         page.wait_for_selector(".ws-browser-log", state="detached", timeout=TIMEOUT_MS)
