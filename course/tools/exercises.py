@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.solutions or sorted(SOLUTIONS.glob("*.ipynb"))
     for path in paths:
         target = generate(path, execute=not args.no_execute)
-        print(f"generated {target.relative_to(ROOT)} from {path}", flush=True)
+        print(f"generated {target.relative_to(ROOT)} from {path.resolve().relative_to(ROOT)}", flush=True)
     return 0
 
 
