@@ -11,7 +11,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import http.server
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,36 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+class _BlankPage(http.server.BaseHTTPRequestHandler):
+    """An empty HTML page at ``/``. Chromium's Local Network Access checks block
+    ``ws://127.0.0.1`` from ``about:blank`` and from routed pages, so a page that opens a
+    WebSocket to a local server must itself come from 127.0.0.1."""
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        body = b"<!doctype html><title>course test page</title>"
+        self.send_response(200 if self.path == "/" else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def blank_page_url():
+    """URL of an empty page served from 127.0.0.1 (see :class:`_BlankPage`)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BlankPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass

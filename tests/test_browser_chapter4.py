@@ -145,7 +145,6 @@ def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
 # to test what the notebook run cannot show: failures, parity with Python, custom handlers.
 
 import asyncio  # noqa: E402
-import http.server  # noqa: E402
 import threading  # noqa: E402
 
 from websockets.asyncio.server import serve  # noqa: E402
@@ -182,31 +181,6 @@ def model_values(**overrides) -> dict:
         return {name: getattr(client, name) for name in BrowserClient.class_own_traits(sync=True)}
     finally:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def blank_page_url():
-    """A plain local page to host the module (local origin: Local Network Access allows 127.0.0.1)."""
-    class Blank(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server API
-            body = b"<!doctype html><title>harness</title>"
-            self.send_response(200 if self.path == "/" else 404)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blank)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +296,7 @@ def test_widget_js_custom_handler_and_compile_error(chromium, blank_page_url, ec
     ("http://127.0.0.1:8888/lab", "/"),
     ("https://hub.example.org/user/ada/lab/tree/x.ipynb", "/user/ada/"),
     ("http://[::1]:8888/lab", "/"),
-    ("http://10.0.0.5/jupyter/lab", "/jupyter/"),
+    ("http://hub.example.org/jupyter/lab", "/jupyter/"),
 ])
 def test_candidate_urls_js_and_python_agree(chromium, blank_page_url, echo_port, page_url, base):
     from urllib.parse import urlsplit

@@ -4,7 +4,6 @@ real Chromium, and its command line (SIGTERM/SIGINT)."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
 import signal
 import subprocess
@@ -272,34 +271,6 @@ def test_cli_serves_and_stops_cleanly_on_signal(sig):
 
 
 # -- a real browser ---------------------------------------------------------------
-
-
-class _BlankPage(http.server.BaseHTTPRequestHandler):
-    """Serves an empty HTML page: Chromium's Local Network Access checks block
-    ``ws://127.0.0.1`` from ``about:blank``, so the page must come from 127.0.0.1 too."""
-
-    def do_GET(self):
-        body = b"<!doctype html><title>rawserver test</title>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def blank_page_url():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BlankPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.browser
