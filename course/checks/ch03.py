@@ -89,16 +89,18 @@ async def _close(*clients: ClientConnection) -> None:
         _clients.discard(c)
 
 
-async def _receive_all(client: ClientConnection, limit: float) -> list[str | bytes]:
-    """Everything ``client`` receives until the server closes (at most ``limit`` s)."""
-    messages = []
+async def _receive_all(client: ClientConnection, limit: float, messages: list) -> None:
+    """Append to ``messages`` everything ``client`` receives until the server closes.
+
+    Raises:
+        TimeoutError: still open after ``limit`` s (``messages`` keeps what arrived).
+    """
     async with asyncio.timeout(limit):
         try:
             async for message in client:
                 messages.append(message)
         except ConnectionClosed:
             pass
-    return messages
 
 
 async def _nothing_arrives(client: ClientConnection, wait: float) -> Any:
@@ -157,12 +159,7 @@ async def _push_case(push_news: Callable, items: list[str], interval: float,
         client = await _connect(url)
         messages: list[Any] = []
         try:
-            async with asyncio.timeout(limit):
-                try:
-                    async for message in client:
-                        messages.append(message)
-                except ConnectionClosed:
-                    pass
+            await _receive_all(client, limit, messages)
         except TimeoutError:
             recorder.raise_first()
             raise AssertionError(
