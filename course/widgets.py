@@ -6,8 +6,8 @@ text handed to :meth:`LiveFeed.append` (by any task), and
 slider or submits a text.  ``course.live`` does the networking; the notebook
 wires the two together.
 
-Both can be updated from an asyncio task while the kernel is idle: they only set
-``.value`` and ``.children``, which ipywidgets syncs to the browser at once.
+Both can be updated from an asyncio task whenever the event loop is free (between cells,
+or while a cell awaits): they only set ``.value`` and ``.children``, which ipywidgets syncs to the browser at once.
 """
 
 from __future__ import annotations

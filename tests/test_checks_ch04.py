@@ -231,3 +231,20 @@ def test_innerhtml_handler_fails_in_chromium(chromium, chat_url):
 def test_handler_without_try_fails_in_chromium(chromium, chat_url):
     with pytest.raises(AssertionError):
         run_handler_in_chromium(chromium, chat_url, NO_TRY_JS)
+
+
+def test_structure_accepts_other_valid_spellings(capsys):
+    """Mixed quote styles, and a `}` inside the try block before JSON.parse, are still correct."""
+    variant = SOLUTION_JS.replace('"welcome"', "'welcome'").replace('"error"', "`error`")
+    variant = variant.replace("msg = JSON.parse(event.data);",
+                              "const seen = {count: 1}; msg = JSON.parse(event.data);")
+    assert variant != SOLUTION_JS
+    assert check_onmessage_js(lambda: variant)
+    assert all(line.startswith(PASS) for line in lines_of(capsys).values())
+
+
+def test_structure_parse_after_the_try_block_fails(capsys):
+    moved = NO_TRY_JS.replace("msg = JSON.parse(event.data);",
+                              "try { log.hidden = false; } catch (e) {} msg = JSON.parse(event.data);")
+    assert not check_onmessage_js(lambda: moved)
+    assert lines_of(capsys)["JSON.parse inside try/catch"].startswith(FAIL)

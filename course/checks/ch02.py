@@ -209,7 +209,7 @@ def check_encode_frame(encode_frame: Callable[..., bytes]) -> bool:
               "more than 65535: byte 1 = 127, then the length on 8 bytes (struct '!Q')"),
         check("mask of zeros: MASK bit set, key 00 00 00 00, payload unchanged",
               exact(bytes.fromhex("8285 00000000") + b"abcde", BINARY, b"abcde", mask=b"\0\0\0\0"),
-              "test `mask is not None`, not `if mask:` — four zero bytes are still a mask"),
+              "set the MASK bit and send the key even when it is 00 00 00 00: test `mask is not None`, not `any(mask)`"),
         check("websockets parses your masked 300-byte frame", parses(300, b"abcd")),
         check("websockets parses your masked 70000-byte frame", parses(70000, bytes.fromhex("01020304"))),
         check("websockets parses your unmasked, non-final text frame",

@@ -365,7 +365,7 @@ async def check_broadcast_handler(broadcast_handler: Handler, clients: set) -> b
                      hint="`try: async for message in websocket: ... finally: clients.discard(websocket)`."),
         await acheck("clients vanishing mid-broadcast don't break the others",
                      lambda: run(survives_vanished_peer), timeout=10,
-                     hint="`websockets.broadcast(others, message)` skips closed connections; "
+                     hint="`broadcast(others, message)` (imported above) skips closed connections; "
                           "or catch ConnectionClosed per client, and iterate over a copy of the set."),
     ]
     return summary(results, "broadcast_handler")

@@ -128,6 +128,22 @@ def _balanced(code: str) -> None:
     expect(not stack, f"unbalanced brackets: {len(stack)} not closed")
 
 
+def _parse_in_try(code: str) -> bool:
+    """Whether some ``try { ... }`` block (brackets matched) calls JSON.parse and is followed by catch."""
+    for match in re.finditer(r"\btry\s*\{", code):
+        depth, i = 1, match.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        if "JSON.parse" in code[match.end():i] and re.match(r"\s*catch\b", code[i:]):
+            return True
+    return False
+
+
+def _quoted(source: str, word: str) -> bool:
+    return re.search(rf"""(["'`]){word}\1""", source) is not None
+
+
 def check_onmessage_js(onmessage_js: Callable[[], str]) -> bool:
     """Check the structure of the JavaScript returned by ``onmessage_js()``.
 
@@ -160,8 +176,7 @@ def check_onmessage_js(onmessage_js: Callable[[], str]) -> bool:
         ("reads event.data", lambda: expect("event.data" in code(), "event.data is never read"),
          "the message text is in event.data."),
         ("JSON.parse inside try/catch",
-         lambda: expect(re.search(r"\btry\s*\{[^}]*JSON\.parse", code(), re.S) is not None
-                        and re.search(r"\bcatch\b", code()) is not None,
+         lambda: expect(_parse_in_try(code()),
                         "JSON.parse(event.data) is not inside a try { ... } catch (...) { ... }"),
          "a server (or a bug) can send something that is not JSON; JSON.parse then throws."),
         ("shows text with textContent (or createTextNode)",
@@ -172,8 +187,7 @@ def check_onmessage_js(onmessage_js: Callable[[], str]) -> bool:
                         f"found {(_UNSAFE.search(code()) or [''])[0]}: a message is data, not markup (XSS)"),
          "a message <img src=x onerror=...> would run code in the page."),
         ("handles welcome, message and error",
-         lambda: expect(all(t in get() for t in ('"welcome"', '"message"', '"error"'))
-                        or all(t in get() for t in ("'welcome'", "'message'", "'error'")),
+         lambda: expect(all(_quoted(get(), t) for t in ("welcome", "message", "error")),
                         "compare msg.type with \"welcome\", \"message\" and \"error\""), ""),
         ("appends lines to log",
          lambda: expect(re.search(r"\blog\.(append|appendChild)\s*\(", code()) is not None,
