@@ -143,3 +143,11 @@ def test_navigation_links_neighbours():
             assert lessons[i + 1].path.name in text
         if i > 0:
             assert lessons[i - 1].path.name in text
+
+
+def test_exercises_link_back_to_their_chapter():
+    lessons = {lesson.number: lesson for lesson in nav.lessons()}
+    for path in SOLUTIONS + EXERCISES:
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert nav.is_nav(first), f"{path.name}: no navigation cell (run `make nav`)"
+        assert f"../notebooks/{lessons[path.name[:2]].path.name}" in first.source

@@ -77,25 +77,45 @@ def nav_markdown(all_lessons: list[Lesson], index: int) -> str:
     return text
 
 
-def _nav_cell(text: str):
+def exercise_nav_markdown(lesson: Lesson) -> str:
+    """The navigation of an exercise notebook (the same in solutions/ and exercises/, so that
+    generated exercises stay in sync): back to its chapter, and to the contents."""
+    return (f"<!--NAVIGATION-->\n[< {lesson.title}](../notebooks/{lesson.path.name}) | "
+            "[Contents](../README.md#contents)")
+
+
+def targets(all_lessons: list[Lesson], root: Path = ROOT) -> list[tuple[Path, str]]:
+    """Every notebook that carries navigation, with the text its nav cells must hold."""
+    found = [(lesson.path, nav_markdown(all_lessons, i)) for i, lesson in enumerate(all_lessons)]
+    for lesson in all_lessons:
+        for exercise in lesson.exercises:
+            for folder in ("solutions", "exercises"):
+                path = root / folder / exercise.name
+                if path.exists():
+                    found.append((path, exercise_nav_markdown(lesson)))
+    return found
+
+
+def _nav_cell(text: str, cell_id: str):
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = [TAG]
-    cell.pop("id", None)
+    cell["id"] = cell_id    # stable ids keep diffs small across runs
     return cell
 
 
-def update_notebook(all_lessons: list[Lesson], index: int) -> bool:
-    """Put fresh nav cells first and last in one lesson. Returns whether the file changed."""
-    if not _stale(all_lessons, index):
-        return False
-    path = all_lessons[index].path
+def is_stale(path: Path, text: str) -> bool:
     nb = nbformat.read(path, as_version=4)
-    text = nav_markdown(all_lessons, index)
+    navs = [c.source for c in nb.cells if is_nav(c)]
+    return not (navs == [text, text] and is_nav(nb.cells[0]) and is_nav(nb.cells[-1]))
+
+
+def update_notebook(path: Path, text: str) -> bool:
+    """Put fresh nav cells first and last in one notebook. Returns whether the file changed."""
+    if not is_stale(path, text):
+        return False
+    nb = nbformat.read(path, as_version=4)
     body = [c for c in nb.cells if not is_nav(c)]
-    top, bottom = _nav_cell(text), _nav_cell(text)
-    # Keep ids stable across runs so diffs stay small.
-    top["id"], bottom["id"] = "nav-top", "nav-bottom"
-    nb.cells = [top, *body, bottom]
+    nb.cells = [_nav_cell(text, "nav-top"), *body, _nav_cell(text, "nav-bottom")]
     nbformat.write(nb, path)
     return True
 
@@ -128,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     all_lessons = lessons()
     if args.check:
-        stale = [l.path.name for i, l in enumerate(all_lessons) if _stale(all_lessons, i)]
+        stale = [str(path.relative_to(ROOT)) for path, text in targets(all_lessons)
+                 if is_stale(path, text)]
         readme = (ROOT / "README.md").read_text()
         if f"{START}\n{contents_table(all_lessons)}\n{END}" not in readme:
             stale.append("README.md")
@@ -137,18 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("navigation up to date")
         return 0
-    changed = [l.path.name for i, l in enumerate(all_lessons) if update_notebook(all_lessons, i)]
+    changed = [str(path.relative_to(ROOT)) for path, text in targets(all_lessons)
+               if update_notebook(path, text)]
     if update_readme(all_lessons):
         changed.append("README.md")
     print("navigation updated: " + (", ".join(changed) if changed else "nothing to change"))
     return 0
-
-
-def _stale(all_lessons: list[Lesson], index: int) -> bool:
-    nb = nbformat.read(all_lessons[index].path, as_version=4)
-    text = nav_markdown(all_lessons, index)
-    navs = [c.source for c in nb.cells if is_nav(c)]
-    return not (navs == [text, text] and is_nav(nb.cells[0]) and is_nav(nb.cells[-1]))
 
 
 if __name__ == "__main__":
