@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from course.stats import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 32  # messages in flight during the throughput test
 
@@ -133,7 +135,7 @@ def combine(rounds: list[dict]) -> dict:
         "msgs_per_s": statistics.median(r["msgs_per_s"] for r in rounds),
         "mib_per_s": statistics.median(r["mib_per_s"] for r in rounds),
         "p50_ms": statistics.median(rtts) * 1000,
-        "p95_ms": rtts[min(len(rtts) - 1, int(len(rtts) * 0.95))] * 1000,
+        "p95_ms": percentile(rtts, 95) * 1000,
         "round_trips": len(rtts),
         "throughput_messages": sum(r["throughput_messages"] for r in rounds),
         "rounds": len(rounds),

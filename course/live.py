@@ -40,6 +40,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from course.stats import percentile
+
 __all__ = [
     "Kind", "BadMessage", "encode", "decode", "format_event",
     "echo_handler", "news_feed", "clock_feed", "price_feed", "demo_events",
@@ -362,21 +364,6 @@ async def read_messages(websocket: ClientConnection,
 
 
 # --------------------------------------------------------------------------- latency
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The ``p``-th percentile (0..100) by the nearest-rank method.
-
-    Raises:
-        ValueError: empty ``values`` or ``p`` outside 0..100.
-    """
-    if not values:
-        raise ValueError("no values")
-    if not 0 <= p <= 100:
-        raise ValueError(f"p must be in 0..100, got {p}")
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100), at least 1
-    return ordered[int(rank) - 1]
 
 
 @dataclass

@@ -50,6 +50,7 @@ from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from course import stats
 from course.news import Event, NewsSource, schedule
 
 __all__ = [
@@ -162,13 +163,9 @@ def percentile(values: list[float], p: float) -> float | None:
     Raises:
         ValueError: ``p`` outside 0..100.
     """
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {p}")
-    if not values:
+    if not values and 0 <= p <= 100:
         return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return stats.percentile(values, p)
 
 
 # --------------------------------------------------------------------------- counting proxy
