@@ -1,22 +1,77 @@
-"""`make lab` starts JupyterLab on the course: start it headless and fetch the notebook tree."""
+"""`make lab`, run exactly as the README types it, serves the whole course and opens lesson 00.
+
+Nothing is added to the command: no port, no token, no root directory. Only Jupyter's own
+runtime, config and settings folders are pointed at a temporary directory (environment
+variables), so the test neither reads nor writes the user's Jupyter state. The URL and
+token are read from the server's runtime file, as a browser launcher would.
+"""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import time
 import urllib.request
 
-from conftest import ROOT, start_lab, stop_lab  # noqa: E402
+from conftest import ROOT
 
 
-def test_make_lab_serves_the_course(tmp_path):
-    lab = start_lab(ROOT, tmp_path, command=["make", "--no-print-directory", "lab"])
+def _wait_for_server_file(runtime, process, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "make lab exited early"
+        for path in runtime.glob("jpserver-*.json"):
+            try:
+                return json.loads(path.read_text())
+            except ValueError:  # being written
+                pass
+        time.sleep(0.3)
+    raise AssertionError(f"no jpserver-*.json in {runtime} after {timeout}s")
+
+
+def _get(url, token):
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_make_lab_serves_the_repository_and_opens_lesson_00(tmp_path):
+    env = dict(os.environ)
+    env.update({
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    })
+    log = open(tmp_path / "lab.log", "wb")
+    process = subprocess.Popen(["make", "lab"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with urllib.request.urlopen(f"{lab.url}/api/contents/notebooks", timeout=10) as r:
-            listing = json.load(r)
-        names = {item["name"] for item in listing["content"]}
+        info = _wait_for_server_file(tmp_path / "runtime", process)
+        base, token = info["url"].rstrip("/"), info["token"]
+        assert info["root_dir"] == str(ROOT), "the server's root must be the repository"
+
+        status, body = _get(f"{base}/api/contents/exercises/01_long_polling_client.ipynb", token)
+        assert status == 200 and json.loads(body)["type"] == "notebook"
+        status, body = _get(f"{base}/api/contents/README.md", token)
+        assert status == 200 and "make lab" in json.loads(body)["content"]
+        status, body = _get(f"{base}/api/contents/notebooks", token)
+        names = {item["name"] for item in json.loads(body)["content"]}
         assert "00_how_to_use_this_course.ipynb" in names
-        with urllib.request.urlopen(f"{lab.url}/lab/tree/notebooks/00_how_to_use_this_course.ipynb",
-                                    timeout=10) as r:
-            assert r.status == 200 and b"JupyterLab" in r.read()
-        with urllib.request.urlopen(f"{lab.url}/api/kernelspecs", timeout=10) as r:
-            assert "python3" in json.load(r)["kernelspecs"]
+        status, body = _get(f"{base}/api/kernelspecs", token)
+        assert "python3" in json.loads(body)["kernelspecs"]
+
+        # The page a browser is sent to is lesson 00 (the launcher file Jupyter writes).
+        opener = next((tmp_path / "runtime").glob("jpserver-file-to-run-*-open.html"))
+        target = re.search(r'href="([^"]+)"', opener.read_text()).group(1)
+        assert "/lab/tree/notebooks/00_how_to_use_this_course.ipynb" in target
+        status, body = _get(target.split("?")[0], token)
+        assert status == 200 and b"JupyterLab" in body
     finally:
-        stop_lab(lab.process)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
