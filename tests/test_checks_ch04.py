@@ -1,9 +1,10 @@
-"""Chapter 4 self-checks, and the exercise's JavaScript handler run in a real Chromium.
+"""Chapter 4 self-checks: plausible wrong answers get ❌, and the JavaScript handler really runs.
 
-The in-notebook check of ``onmessage_js`` can only read the JavaScript.  Here the
-solution's handler runs in a real page against a real ``python -m course.chat`` server:
-it must display history, messages and server errors as text, survive non-JSON, and
-never turn a message into markup.  A handler using ``innerHTML`` must fail the same test.
+The in-notebook check of ``onmessage_js`` runs the handler in Node.js on a minimal fake page
+(``course/static/onmessage_harness.js``); these tests run Node for real (a missing Node skips
+loudly, or fails under CI=true).  At the end, the solution's handler also runs in a real
+Chromium page against a real ``python -m course.chat`` server: it must display history,
+messages and server errors as text, survive non-JSON, and never turn a message into markup.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import missing
 from websockets.asyncio.client import connect
 
-from course.checks import FAIL, PASS
+from course.checks import FAIL, PASS, ch04
 from course.checks.ch04 import check_onmessage_js, check_parse_chat_message, strip_js_comments_and_strings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +51,10 @@ def lines_of(capsys) -> dict[str, str]:
     return cases
 
 
+def failing(cases: dict[str, str]) -> dict[str, str]:
+    return {name: line for name, line in cases.items() if line.startswith(FAIL) and " — " in line}
+
+
 # --------------------------------------------------------------------------- Python exercise
 
 def test_parse_solution_passes_and_stub_fails(capsys):
@@ -59,23 +66,71 @@ def test_parse_solution_passes_and_stub_fails(capsys):
     assert all("not implemented yet" in line for name, line in cases.items() if "parse_chat" not in name)
 
 
-@pytest.mark.parametrize("wrong, failing", [
-    (lambda data: json.loads(data), "a valid message gives {'name': ..., 'text': ...}"),
-    (lambda data: {"name": "anonymous", "text": json.loads(data)["text"]}, "wrong or missing type -> ValueError"),
-    (lambda data: {"name": "anonymous", "text": str(json.loads(data).get("text", "")).strip()},
-     "text that is not a string -> ValueError"),
+def parser(*, blank_name_kept=False, length_before_strip=False, any_name=False, convert_text=False,
+           no_type_check=False):
+    """A parse_chat_message with the given mistakes (each one a plausible wrong answer)."""
+    def parse(data: str) -> dict:
+        obj = json.loads(data)
+        if not isinstance(obj, dict) or (obj.get("type") != "message" and not no_type_check):
+            raise ValueError("not a message")
+        text, name = obj.get("text"), obj.get("name", "anonymous")
+        if convert_text:
+            text = "" if text is None else str(text)
+        if not isinstance(text, str):
+            raise ValueError("text must be a string")
+        if any_name:
+            name = str(name)
+        elif not isinstance(name, str):
+            raise ValueError("name must be a string")
+        if length_before_strip and len(text) > 500:
+            raise ValueError("too long")
+        text = text.strip()
+        name = name.strip() if blank_name_kept else (name.strip() or "anonymous")
+        if not text or len(text) > 500:
+            raise ValueError("empty or too long")
+        return {"name": name, "text": text}
+    return parse
+
+
+def test_parse_mistake_free_helper_passes(capsys):
+    """The helper without mistakes is right, so each mistake below is what fails."""
+    assert check_parse_chat_message(parser())
+    assert not failing(lines_of(capsys))
+
+
+@pytest.mark.parametrize("wrong, case, named", [
+    (parser(blank_name_kept=True), "a blank name ('   ') becomes 'anonymous' too", "only spaces"),
+    (parser(length_before_strip=True), "the length is measured after stripping", "after stripping"),
+    (parser(any_name=True), "name that is not a string -> ValueError", "name"),
+    (parser(convert_text=True), "text that is not a string -> ValueError", "not a str"),
+    (parser(no_type_check=True), "wrong or missing type -> ValueError", '"type"'),
+    (lambda data: json.loads(data), "a valid message gives {'name': ..., 'text': ...}", "name and text"),
+    (lambda data: {"name": "anonymous", "text": json.loads(data)["text"]},
+     "wrong or missing type -> ValueError", '"type"'),
 ])
-def test_parse_wrong_implementations_fail(capsys, wrong, failing):
+def test_parse_wrong_implementations_fail_with_a_named_mistake(capsys, wrong, case, named):
     assert not check_parse_chat_message(wrong)
-    cases = lines_of(capsys)
-    assert cases[failing].startswith(FAIL), cases[failing]
+    line = lines_of(capsys)[case]
+    assert line.startswith(FAIL), line
+    assert named in line.split("Hint:")[-1], line
+
+
+def test_parse_the_issues_wrong_answer_fails_three_times(capsys):
+    """From the issue: blank name kept, length checked before stripping, any name accepted."""
+    wrong = parser(blank_name_kept=True, length_before_strip=True, any_name=True)
+    assert not check_parse_chat_message(wrong)
+    assert set(failing(lines_of(capsys))) == {
+        "a blank name ('   ') becomes 'anonymous' too", "the length is measured after stripping",
+        "name that is not a string -> ValueError"}
 
 
 def test_parse_agrees_with_the_chat_server():
     from course.chat import ChatError, parse_client_message
     parse = definitions(SOLUTION)["parse_chat_message"]
     for data in ['{"type": "message", "text": " a ", "name": " "}', '{"type": "message", "text": ""}',
-                 "[]", "{", '{"type": "message", "text": "é", "name": "n"}']:
+                 "[]", "{", '{"type": "message", "text": "é", "name": "n"}',
+                 '{"type": "message", "text": "hi", "name": 42}',
+                 json.dumps({"type": "message", "text": " " + "x" * 500 + " "})]:
         try:
             expected = parse_client_message(data)
         except ChatError:
@@ -85,42 +140,243 @@ def test_parse_agrees_with_the_chat_server():
             assert parse(data) == expected
 
 
-# --------------------------------------------------------------------------- JS structure
+# --------------------------------------------------------------------------- JS, run in Node.js
+
+@pytest.fixture
+def node():
+    if ch04.find_node() is None:
+        missing("Node.js (apt-get install nodejs): the check of exercise 04 runs the handler in it")
+
 
 SOLUTION_JS = definitions(SOLUTION)["onmessage_js"]()
-INNERHTML_JS = SOLUTION_JS.replace("li.textContent = text;", "li.innerHTML = text;")
+COMPILES = "your JavaScript compiles to a function"
+WELCOME = "welcome: one line per message of its history, 'name: text'"
+MESSAGE = "message: one line per message, 'ada: hi'"
+ERROR = "error: one line 'error: ...' with the class error"
+AS_TEXT = "a name or text like <img src=x onerror=...> is shown as text, never as HTML"
+NOT_JSON = "not JSON: one 'unreadable message' line with the class error, no exception"
+OTHER = "other types, or no type: nothing added, no exception"
+
+
+def variant(old: str, new: str, source: str = SOLUTION_JS) -> str:
+    assert old in source, old
+    return source.replace(old, new)
+
+
+INNERHTML_JS = variant("li.textContent = text;", "li.innerHTML = text;")
 NO_TRY_JS = re.sub(r"try \{\s*(msg = JSON\.parse\(event\.data\);)\s*\} catch \(err\) \{[^}]*\}",
                    r"\1", SOLUTION_JS)
+# Wrong logic, yet every keyword the old structural check looked for: "welcome", "message" and
+# "error", event.data, JSON.parse in try/catch, textContent, log.append, no innerHTML.
+KEYWORDS_ONLY_JS = r"""(event, log) => {
+  // handles "welcome", "message" and "error"
+  let msg;
+  try {
+    msg = JSON.parse(event.data);
+  } catch (err) {
+    return;
+  }
+  const li = document.createElement("li");
+  li.textContent = event.data;
+  log.append(li);
+}"""
+
+WRONG_HANDLERS = {
+    "innerHTML with the message body": (INNERHTML_JS, AS_TEXT, ["HTML", "<img onerror>", "XSS"]),
+    "innerHTML built by concatenation": (
+        variant("line(`${msg.name}: ${msg.text}`);",
+                'const li = document.createElement("li"); li.innerHTML = "<b>" + msg.name + "</b>: " + msg.text; '
+                "log.append(li);"),
+        AS_TEXT, ["inserted as HTML"]),
+    "insertAdjacentHTML": (
+        variant("line(`${msg.name}: ${msg.text}`);",
+                'log.insertAdjacentHTML("beforeend", `<li>${msg.name}: ${msg.text}</li>`);'),
+        AS_TEXT, ["inserted as HTML"]),
+    "ignores the error type": (
+        variant('  } else if (msg.type === "error") {\n    line(`error: ${msg.error}`, "error");\n', ""),
+        ERROR, ["added 0 line(s)", "an error from the server"]),
+    "error line without the class error": (
+        variant('line(`error: ${msg.error}`, "error");', "line(`error: ${msg.error}`);"),
+        ERROR, ["class error"]),
+    "error text from the wrong field": (
+        variant("line(`error: ${msg.error}`, \"error\");", "line(`error: ${msg.code}`, \"error\");"),
+        ERROR, ["'error: too-long'"]),
+    "crashes on bad JSON (no try/catch)": (NO_TRY_JS, NOT_JSON, ["threw SyntaxError"]),
+    "catches bad JSON but shows nothing": (
+        variant('line("unreadable message", "error");', ""), NOT_JSON, ["added 0 line(s)"]),
+    "appends nothing for welcome": (
+        variant("for (const m of msg.history) line(`${m.name}: ${m.text}`);", ""),
+        WELCOME, ["added 0 line(s)", "history has 2 messages"]),
+    "welcome shown as one line of JSON": (
+        variant("for (const m of msg.history) line(`${m.name}: ${m.text}`);", "line(JSON.stringify(msg.history));"),
+        WELCOME, ["added 1 line(s)"]),
+    "wrong field names": (
+        variant("line(`${msg.name}: ${msg.text}`);", "line(`${msg.user}: ${msg.message}`);"),
+        MESSAGE, ["'undefined: undefined'"]),
+    "throws on an unknown type": (
+        variant('line(`error: ${msg.error}`, "error");\n  }',
+                'line(`error: ${msg.error}`, "error");\n  } else {\n    throw new Error("unknown type " + msg.type);\n  }'),
+        OTHER, ["threw Error: unknown type typing"]),
+    "shows unknown types as messages": (
+        variant('} else if (msg.type === "message") {', '} else if (msg.type !== "error") {'), OTHER, ["added 1 line(s)"]),
+    "bare text instead of an <li>": (
+        variant("log.append(li);", "log.append(text);"), MESSAGE, ["bare text, not an <li>"]),
+    "replaces the log at each message": (
+        variant("log.append(li);", "log.replaceChildren(li);"), MESSAGE, ["added 1 line(s)", "expected 2"]),
+    "an unsupported DOM method": (
+        variant("log.append(li);", "log.appendHTMLWithCare(li);"), MESSAGE,
+        ["threw TypeError", "minimal page lacks it"]),
+    "appends to the page instead of log": (
+        variant("log.append(li);", "document.body.append(li);"), MESSAGE, ["added 0 line(s)"]),
+    "every keyword, wrong logic": (KEYWORDS_ONLY_JS, MESSAGE, ["reads '{\"type\""]),
+    "syntax error": (variant("if (cls) li.className = cls;", "if (cls li.className = cls;"),
+                     COMPILES, ["does not compile: SyntaxError", "line 4 of your JavaScript"]),
+    "a bracket left open": (SOLUTION_JS[:-1], COMPILES, ["SyntaxError", "bracket"]),
+    "a statement, not an expression": ("const handler = " + SOLUTION_JS, COMPILES, ["SyntaxError"]),
+    "not a function": ("42", COMPILES, ["it is a number, not a function"]),
+    "empty source": ("", COMPILES, ["empty string"]),
+    "not a str": (42, COMPILES, ["must return a str"]),
+    "an endless loop": ("(event, log) => { while (true) {} }", WELCOME, ["did not return within 1 s"]),
+}
 
 
-def test_structure_solution_passes(capsys):
+def test_node_solution_passes(capsys, node):
     assert check_onmessage_js(lambda: SOLUTION_JS)
-    assert all(line.startswith(PASS) for line in lines_of(capsys).values())
+    cases = lines_of(capsys)
+    assert len(cases) == 8 and all(line.startswith(PASS) for line in cases.values()), cases
 
 
-def test_structure_stub_fails_without_crashing(capsys):
+@pytest.mark.parametrize("source", [
+    SOLUTION_JS.replace("(event, log) =>", "function (event, log)").replace('"welcome"', "'welcome'"),
+    r"""function onmessage(e, ul) {
+  function add(text, error) {
+    const li = document.createElement("li");
+    if (error) li.classList.add("error");
+    li.appendChild(document.createTextNode(text));
+    ul.appendChild(li);
+  }
+  let msg = null;
+  try { msg = JSON.parse(e.data); } catch (err) { return add("unreadable message", true); }
+  switch (msg.type) {
+    case "welcome": msg.history.forEach((m) => add(m.name + ": " + m.text)); break;
+    case "message": add(msg.name + ": " + msg.text); break;
+    case "error": add("error: " + msg.error, true); break;
+  }
+}""",
+    r"""(event, log) => {
+  const li = document.createElement("li");
+  let msg;
+  try { msg = JSON.parse(event.data); } catch { li.className = "error"; li.textContent = "unreadable message"; log.append(li); return; }
+  if (msg.type !== "message") {
+    if (msg.type === "welcome") for (const m of msg.history) { const x = document.createElement("li"); const b = document.createElement("b"); b.textContent = m.name; x.append(b, ": ", m.text); log.append(x); }
+    if (msg.type === "error") { li.classList.toggle("error"); li.innerText = `error: ${msg.error}`; log.appendChild(li); }
+    return;
+  }
+  const who = document.createElement("b");
+  who.textContent = msg.name;
+  li.append(who, `: ${msg.text}`);
+  log.append(li);
+}""",
+], ids=["function-keyword", "switch-createTextNode", "bold-name-children"])
+def test_node_other_correct_spellings_pass(capsys, node, source):
+    assert check_onmessage_js(lambda: source), lines_of(capsys)
+    assert not failing(lines_of(capsys))
+
+
+@pytest.mark.parametrize("name", list(WRONG_HANDLERS))
+def test_node_wrong_handlers_fail_with_a_named_mistake(capsys, node, name):
+    source, case, named = WRONG_HANDLERS[name]
+    assert source != SOLUTION_JS
+    started = time.monotonic()
+    assert not check_onmessage_js(lambda: source)
+    assert time.monotonic() - started < ch04.NODE_TIMEOUT
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    cases = {line[2:].split(" — ")[0].strip(): line for line in out.splitlines() if line.startswith((PASS, FAIL))}
+    assert cases[case].startswith(FAIL), out
+    for words in named:
+        assert words in cases[case], cases[case]
+
+
+def test_node_keywords_only_handler_passed_the_old_scan(capsys, node, monkeypatch):
+    """The issue's handler: every keyword, wrong logic. The scan passes it; running it does not."""
+    assert not check_onmessage_js(lambda: KEYWORDS_ONLY_JS)
+    ran = failing(lines_of(capsys))
+    assert {WELCOME, MESSAGE, ERROR, NOT_JSON, OTHER} <= set(ran), ran
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
+    assert check_onmessage_js(lambda: KEYWORDS_ONLY_JS)
+
+
+def test_node_stub_fails_without_crashing(capsys, node):
     assert not check_onmessage_js(definitions(EXERCISE)["onmessage_js"])
     cases = lines_of(capsys)
-    assert len(cases) == 10 and all(line.startswith(FAIL) for line in cases.values())
+    assert len(cases) == 8 and all(line.startswith(FAIL) for line in cases.values())
+    assert all("not implemented yet" in line for name, line in cases.items() if "onmessage_js" not in name)
 
 
-@pytest.mark.parametrize("source, failing", [
-    (INNERHTML_JS, "never innerHTML, outerHTML, insertAdjacentHTML, document.write or eval"),
-    (NO_TRY_JS, "JSON.parse inside try/catch"),
+def test_node_handler_cannot_reach_node_itself(capsys, node):
+    """The handler runs in a vm context: no require, no process (as in a page)."""
+    source = variant("let msg;", "require('fs').writeFileSync('/tmp/pwned-by-handler', 'x'); let msg;")
+    assert not check_onmessage_js(lambda: source)
+    assert "ReferenceError: require is not defined" in lines_of(capsys)[WELCOME]
+    assert not Path("/tmp/pwned-by-handler").exists()
+
+
+# --------------------------------------------------------------------------- JS, without Node.js
+
+def test_without_node_says_so_and_only_claims_keywords(capsys, monkeypatch):
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
+    assert check_onmessage_js(lambda: SOLUTION_JS)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("Node.js is not installed here")
+    checks = [line for line in out.splitlines() if line.startswith(PASS)]
+    assert checks[-1] == f"{PASS} onmessage_js (keyword scan only, not run): all 8 checks pass"
+    behaviour = [line for line in checks[:-1] if not line.startswith(f"{PASS} mentions ")]
+    assert behaviour == [f"{PASS} returns non-empty JavaScript source", f"{PASS} brackets are balanced"]
+
+
+@pytest.mark.parametrize("source, case", [
+    (INNERHTML_JS, "mentions none of innerHTML, outerHTML, insertAdjacentHTML, document.write, eval"),
+    (NO_TRY_JS, "mentions JSON.parse inside a try/catch"),
     (SOLUTION_JS[:-1], "brackets are balanced"),
     ("", "returns non-empty JavaScript source"),
-    (SOLUTION_JS.replace("(event, log) =>", "(e) =>"), "a function expression taking (event, log)"),
     (42, "returns non-empty JavaScript source"),
 ])
-def test_structure_wrong_handlers_fail(capsys, source, failing):
-    assert NO_TRY_JS != SOLUTION_JS
+def test_without_node_the_scan_still_catches_missing_keywords(capsys, monkeypatch, source, case):
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
     assert not check_onmessage_js(lambda: source)
-    assert lines_of(capsys)[failing].startswith(FAIL)
+    assert lines_of(capsys)[case].startswith(FAIL)
+
+
+def test_without_node_stub_fails_without_crashing(capsys, monkeypatch):
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
+    assert not check_onmessage_js(definitions(EXERCISE)["onmessage_js"])
+    cases = lines_of(capsys)
+    assert len(cases) == 9 and all(line.startswith(FAIL) for line in cases.values())
 
 
 def test_strings_and_comments_do_not_count():
     code = strip_js_comments_and_strings('a("innerHTML }"); // innerHTML\n/* { */ b(`x${1}`)')
     assert "innerHTML" not in code and code.count("{") == code.count("}")
+
+
+def test_scan_accepts_other_valid_spellings(capsys, monkeypatch):
+    """Mixed quote styles, and a `}` inside the try block before JSON.parse, are still correct."""
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
+    changed = SOLUTION_JS.replace('"welcome"', "'welcome'").replace('"error"', "`error`")
+    changed = changed.replace("msg = JSON.parse(event.data);",
+                              "const seen = {count: 1}; msg = JSON.parse(event.data);")
+    assert changed != SOLUTION_JS
+    assert check_onmessage_js(lambda: changed)
+    assert all(line.startswith(PASS) for line in lines_of(capsys).values())
+
+
+def test_scan_parse_after_the_try_block_fails(capsys, monkeypatch):
+    monkeypatch.setattr(ch04, "find_node", lambda: None)
+    moved = NO_TRY_JS.replace("msg = JSON.parse(event.data);",
+                              "try { log.hidden = false; } catch (e) {} msg = JSON.parse(event.data);")
+    assert not check_onmessage_js(lambda: moved)
+    assert lines_of(capsys)["mentions JSON.parse inside a try/catch"].startswith(FAIL)
 
 
 # --------------------------------------------------------------------------- real Chromium
@@ -231,20 +487,3 @@ def test_innerhtml_handler_fails_in_chromium(chromium, chat_url):
 def test_handler_without_try_fails_in_chromium(chromium, chat_url):
     with pytest.raises(AssertionError):
         run_handler_in_chromium(chromium, chat_url, NO_TRY_JS)
-
-
-def test_structure_accepts_other_valid_spellings(capsys):
-    """Mixed quote styles, and a `}` inside the try block before JSON.parse, are still correct."""
-    variant = SOLUTION_JS.replace('"welcome"', "'welcome'").replace('"error"', "`error`")
-    variant = variant.replace("msg = JSON.parse(event.data);",
-                              "const seen = {count: 1}; msg = JSON.parse(event.data);")
-    assert variant != SOLUTION_JS
-    assert check_onmessage_js(lambda: variant)
-    assert all(line.startswith(PASS) for line in lines_of(capsys).values())
-
-
-def test_structure_parse_after_the_try_block_fails(capsys):
-    moved = NO_TRY_JS.replace("msg = JSON.parse(event.data);",
-                              "try { log.hidden = false; } catch (e) {} msg = JSON.parse(event.data);")
-    assert not check_onmessage_js(lambda: moved)
-    assert lines_of(capsys)["JSON.parse inside try/catch"].startswith(FAIL)

@@ -7,16 +7,23 @@
 - no absolute paths or host names in outputs;
 - output opt-outs (``NBVAL_IGNORE_OUTPUT``/``NBVAL_SKIP``) say why in a comment, and are at
   most a quarter of all code cells;
-- lessons end with Recap, Check yourself and Further reading sections.
+- lessons end with Recap, Check yourself and Further reading sections;
+- every section heading (``##``, and subsections ``###`` and deeper) starts its own markdown
+  cell, in lessons, solutions and exercises alike: a cell never holds the end of one section
+  and the start of the next.
 
-Usage: ``python -m course.tools.lint`` (exits 1 and lists problems if any).
+Usage: ``python -m course.tools.lint`` (exits 1 and lists problems if any);
+``python -m course.tools.lint --split-sections NB...`` first splits the markdown cells of those
+notebooks at their misplaced section headings.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -28,6 +35,8 @@ MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP"}
 ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|usr|opt|var)/[\w./-]+|[A-Z]:\\\\")
 MAX_OPT_OUT = 0.25
 LESSON_SECTIONS = ("## Recap", "## Check yourself", "## Further reading")
+SECTION_HEADING = re.compile(r"^ {0,3}#{2,6}(?:[ \t]|$)")
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:
@@ -67,6 +76,77 @@ def misplaced_marker(source: str) -> bool:
                for line in source.splitlines())
 
 
+def _misplaced_heading_lines(source: str) -> list[int]:
+    """Indexes (in ``source.split("\\n")``) of the section headings that do not open the cell."""
+    found = []
+    fence = ""          # the fence that opened the code block we are in ("" outside)
+    seen_text = False
+    for index, line in enumerate(source.split("\n")):
+        opening = FENCE.match(line)
+        if fence:
+            closing = opening and opening[1].startswith(fence) and not line.strip().strip(fence[0])
+            fence = "" if closing else fence
+        elif opening:
+            fence = opening[1]
+        elif SECTION_HEADING.match(line) and seen_text:
+            found.append(index)
+        seen_text = seen_text or bool(line.strip())
+    return found
+
+
+def misplaced_headings(source: str) -> list[str]:
+    """The section headings (``##`` to ``######``) of a markdown cell that are not its first line.
+
+    Blank lines before the first heading are allowed; lines inside fenced code blocks
+    (```` ``` ```` or ``~~~``) are not headings, nor is ``#hashtag`` (no space).  The title
+    (``# NN · Title``) is not checked: it opens the title cell anyway.
+
+    Returns:
+        The misplaced heading lines, stripped, in order (empty when the cell is fine).
+    """
+    lines = source.split("\n")
+    return [lines[i].strip() for i in _misplaced_heading_lines(source)]
+
+
+def split_at_headings(source: str) -> list[str]:
+    """``source`` cut before each misplaced section heading: one part per cell, blank edges trimmed."""
+    lines = source.split("\n")
+    cuts = [0, *_misplaced_heading_lines(source), len(lines)]
+    return ["\n".join(lines[a:b]).strip("\n") for a, b in zip(cuts, cuts[1:])]
+
+
+def split_sections(path: Path) -> int:
+    """Rewrite ``path`` so that every section heading starts its own markdown cell.
+
+    Only markdown cells are touched: the part before the first misplaced heading keeps the
+    cell's id and metadata, each later part becomes a new markdown cell with a fresh id.
+
+    Returns:
+        How many cells were added (0: the file is left as it was).
+    """
+    nb = nbformat.read(path, as_version=4)
+    taken = {cell.get("id") for cell in nb.cells}
+    cells, added = [], 0
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.cell_type != "markdown" or not _misplaced_heading_lines(cell.source):
+            continue
+        first, *rest = split_at_headings(cell.source)
+        cell.source = first
+        for part in rest:
+            new = nbformat.v4.new_markdown_cell(part)
+            while new.id in taken:
+                new.id = uuid.uuid4().hex[:8]
+            taken.add(new.id)
+            cells.append(new)
+            added += 1
+    if added:
+        nb.cells = cells
+        nbformat.validate(nb)
+        nbformat.write(nb, path)
+    return added
+
+
 def lint_notebook(path: Path, host: str | None = None) -> list[str]:
     """Return the problems of one notebook, each a readable line."""
     host = host or socket.gethostname()
@@ -100,6 +180,13 @@ def lint_notebook(path: Path, host: str | None = None) -> list[str]:
                 problems.append(f"{name}: code cell {index + 1} prints an absolute path {found[0]!r}")
             if host and len(host) > 3 and host in text:
                 problems.append(f"{name}: code cell {index + 1} prints the host name {host!r}")
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for heading in misplaced_headings(cell.source):
+            problems.append(f"{name}: cell #{index + 1} (markdown, id {cell.get('id')}) starts the "
+                            f"section {heading!r} after other text: a section heading must "
+                            "start its own markdown cell (split the cell there)")
     if path.parent.name == "notebooks":
         text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
         for heading in LESSON_SECTIONS:
@@ -127,7 +214,14 @@ def lint_all(root: Path = ROOT) -> list[str]:
     return problems
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Lint the course notebooks.")
+    parser.add_argument("--split-sections", nargs="+", type=Path, metavar="NB",
+                        help="rewrite these notebooks so that every section heading starts its own "
+                             "markdown cell (markdown cells only), then lint")
+    args = parser.parse_args(argv)
+    for path in args.split_sections or []:
+        print(f"{path}: {split_sections(path)} markdown cells added")
     problems = lint_all()
     for problem in problems:
         print(problem)
