@@ -6,6 +6,9 @@ a real server and keeps every byte in both directions; :func:`split_head`,
 into the HTTP handshake and the frames and print every header field, using
 :func:`course.protocol.parse_frame_header` for the decoding.
 
+:func:`raw_upgrade` opens a raw connection (TCP plus a typed upgrade request) and
+:func:`read_frames` reads the server's frames from it, both with bounded waits.
+
 Printed masking keys look like ``key=37fa213d``: clients pick them at random,
 so ``tests/sanitize.cfg`` masks that exact form.
 """
@@ -15,10 +18,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from course.protocol import FrameHeader, apply_mask, parse_frame_header
+from course.protocol import Frame, FrameHeader, FrameReader, apply_mask, parse_frame_header
 
 __all__ = ["Recorder", "start_recorder", "split_head", "CapturedFrame", "frames_in",
-           "show_frame", "show_frames", "length_form"]
+           "show_frame", "show_frames", "length_form", "RFC_KEY", "raw_upgrade",
+           "read_frames", "PeerClosed"]
+
+#: The example ``Sec-WebSocket-Key`` of RFC 6455, section 1.3 (a real client draws 16 random bytes).
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 RFC_FIGURE = """\
  0                   1                   2                   3
@@ -238,3 +245,91 @@ def show_frames(frames: list[CapturedFrame], title: str = "") -> None:
         print(f"{i:>2} {int(h.fin):>3} {rsv:>3} {f'0x{h.opcode:X} {h.opcode_name}':<17} "
               f"{int(h.masked):>4} {h.payload_length:>7} {length_form(h):<12} {key:<12} "
               f"{_payload_text(frame.payload)}")
+
+
+# --------------------------------------------------------------------------- raw connections
+
+
+class PeerClosed(ConnectionError):
+    """The peer closed TCP before the frames we waited for arrived.
+
+    Attributes:
+        frames: The frames that did arrive, in order.
+    """
+
+    def __init__(self, frames: list[Frame], wanted: int) -> None:
+        self.frames = frames
+        names = ", ".join(frame.opcode.name for frame in frames) or "none"
+        super().__init__(f"the peer closed the connection after {len(frames)} of {wanted} "
+                         f"frames (received: {names})")
+
+
+async def raw_upgrade(port: int, key: str = RFC_KEY, *, host: str = "127.0.0.1",
+                      timeout: float = 5.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
+                                                     bytes, bytes]:
+    """Open TCP, type the upgrade request, read the response head.
+
+    A raw connection answers nothing by itself, not even the server's keepalive pings:
+    open it in the cell that uses it.
+
+    Args:
+        port: The WebSocket server's port.
+        key: The ``Sec-WebSocket-Key`` to send.
+        host: The server's address.
+        timeout: Seconds to wait for the whole response head.
+
+    Returns:
+        ``(reader, writer, request, response head)``; close ``writer`` when done.
+
+    Raises:
+        ConnectionError: The server refused or closed the connection before answering.
+        TimeoutError: No complete response head within ``timeout`` seconds.
+    """
+    request = (f"GET /chat HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    try:
+        async with asyncio.timeout(timeout):
+            response = await reader.readuntil(b"\r\n\r\n")  # the head ends with an empty line
+    except BaseException as error:
+        writer.close()
+        if isinstance(error, asyncio.IncompleteReadError):
+            raise ConnectionError("the server closed the connection before answering "
+                                  "the upgrade request") from None
+        raise
+    return reader, writer, request, response
+
+
+async def read_frames(reader: asyncio.StreamReader, n: int, parser: FrameReader | None = None,
+                      timeout: float = 5.0) -> list[Frame]:
+    """Read from the socket until the parser returns ``n`` frames (``timeout`` seconds at most).
+
+    Args:
+        reader: The raw connection's reader (from :func:`raw_upgrade`).
+        n: How many frames to wait for.
+        parser: A :class:`course.protocol.FrameReader` that keeps state between calls
+            (default: a new one for server frames, which are never masked).
+        timeout: Seconds to wait for all ``n`` frames.
+
+    Returns:
+        The frames, in order (more than ``n`` if more came in the same read).
+
+    Raises:
+        PeerClosed: The peer closed TCP first. At end of file ``read`` returns ``b""``
+            at once, without waiting: a loop that ignored it would spin at 100 % CPU
+            and never let the timeout fire.
+        TimeoutError: Fewer than ``n`` frames arrived within ``timeout`` seconds.
+        course.protocol.ProtocolError: The server sent a malformed frame.
+    """
+    parser = parser or FrameReader(expect_masked=False)
+    frames: list[Frame] = []
+    async with asyncio.timeout(timeout):
+        while len(frames) < n:
+            data = await reader.read(65536)
+            if not data:
+                raise PeerClosed(frames, n)
+            frames += parser.feed(data)
+    return frames

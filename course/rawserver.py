@@ -4,6 +4,11 @@ All the protocol lives in :class:`course.protocol.ServerConnection` (sans-I/O);
 this module only moves bytes between sockets and that state machine:
 read -> ``feed()`` -> ``events()`` -> ``send_message()`` -> ``data_to_send()`` -> write.
 
+It answers every ping (RFC 6455 requires it) but sends none: there is no keepalive, so a client
+that stays silent, like a hand-typed raw connection in a notebook while you read, keeps its
+connection for as long as it likes. A server facing the internet would ping to find dead peers
+and free their resources (``course.live.serve_hub`` shows how, with ``websockets``).
+
 From a notebook (the kernel's loop is already running)::
 
     from course.rawserver import start_server

@@ -297,6 +297,37 @@ def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
     assert summary == "stopped 2 tasks, 2 clients, 1 server"
 
 
+@pytest.mark.parametrize("ping_interval, sent, received", [
+    (None, 1008, 1008),    # chapter 3's slow client: reads the hub's 1008 and echoes it, however late
+    (0.1, 1011, None),     # with keepalive, its unread pongs make it give up on its own (1011)
+])
+def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, sent, received):
+    async def main():
+        hub = Hub(queue_size=4)
+        server = await live.serve_hub(hub, close_timeout=0.2)
+        url = live.url_of(server)
+        sender = await connect(url)
+        slow = await connect(url, max_queue=1, compression=None, ping_interval=ping_interval,
+                             ping_timeout=ping_interval, close_timeout=0.2)
+        while len(hub) < 2:
+            await asyncio.sleep(0.01)
+        reader = asyncio.create_task(live.read_messages(sender, lambda m: None))
+        big = live.encode("chat", text=live.noise(32 * 1024, seed=3))
+        while not hub.dropped:
+            await sender.send(big)
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(1.0)  # a reading pause, longer than every timeout above
+        try:
+            while True:
+                await slow.recv()
+        except ConnectionClosed as closed:
+            result = (closed.sent and closed.sent.code, closed.rcvd and closed.rcvd.code)
+        await live.shutdown(tasks=[reader], clients=[sender, slow], servers=[server])
+        return result
+
+    assert arun(main()) == (sent, received)
+
+
 def test_hub_ping_deadline_closes_a_frozen_client():
     events = []
 

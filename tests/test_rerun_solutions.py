@@ -1,7 +1,7 @@
-"""Every notebook in solutions/ runs twice in one kernel (see tests/rerun.py)."""
-from rerun import execute_twice, parametrize_notebooks
+"""Every notebook in solutions/ survives reading pauses and out-of-order re-runs (see tests/rerun.py)."""
+from rerun import parametrize_notebooks, stress
 
 
 @parametrize_notebooks("solutions")
-def test_runs_twice_in_one_kernel(path):
-    execute_twice(path)
+def test_survives_pauses_and_out_of_order_reruns(path):
+    stress(path)
