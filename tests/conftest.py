@@ -34,6 +34,11 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--disable-dev-shm-usage",
 ]
+#: A host name that Chromium resolves to 127.0.0.1 (flag below) but that is not a loopback
+#: *name*: a JupyterLab page opened as http://jupyter.test:PORT/ looks, to the page's
+#: JavaScript, like a JupyterHub or Binder page (course.browser's "auto" rule picks the proxy).
+REMOTE_HOSTNAME = "jupyter.test"
+CHROMIUM_ARGS.append(f"--host-resolver-rules=MAP {REMOTE_HOSTNAME} 127.0.0.1")
 
 
 def missing(what: str) -> None:
@@ -119,13 +124,18 @@ class Lab:
     root: Path
     process: subprocess.Popen
 
-    def notebook_url(self, relpath: str) -> str:
-        return f"{self.url}/lab/tree/{relpath}?reset"
+    def notebook_url(self, relpath: str, host: str = "127.0.0.1") -> str:
+        """The page of a notebook; ``host=REMOTE_HOSTNAME`` needs ``start_lab(remote=True)``."""
+        return f"{self.url.replace('127.0.0.1', host, 1)}/lab/tree/{relpath}?reset"
 
 
 def start_lab(root: Path, settings: Path, *, command: list[str] | None = None,
-              timeout: float = 90.0) -> Lab:
-    """Start JupyterLab headless on ``root`` and wait until it answers."""
+              timeout: float = 90.0, remote: bool = False) -> Lab:
+    """Start JupyterLab headless on ``root`` and wait until it answers.
+
+    ``remote=True`` lets it also answer requests for other host names than 127.0.0.1 and
+    localhost (still listening on 127.0.0.1 only), such as :data:`REMOTE_HOSTNAME`.
+    """
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -140,6 +150,8 @@ def start_lab(root: Path, settings: Path, *, command: list[str] | None = None,
         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
         "--ServerApp.port_retries=0",
     ]
+    if remote:
+        args.append("--ServerApp.allow_remote_access=True")
     if os.geteuid() == 0:
         args.append("--allow-root")
     if command is None:
@@ -177,6 +189,13 @@ def stop_lab(process: subprocess.Popen) -> None:
             pass
 
 
+def _copy_course(root: Path) -> None:
+    for folder in ("notebooks", "exercises", "solutions"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, root / folder,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+
+
 @pytest.fixture
 def jupyterlab(tmp_path):
     """JupyterLab serving a copy of ``notebooks/``, ``exercises/`` and ``solutions/``.
@@ -185,10 +204,7 @@ def jupyterlab(tmp_path):
     Open a notebook with ``page.goto(lab.notebook_url("notebooks/03_....ipynb"))``.
     """
     root = tmp_path / "course"
-    for folder in ("notebooks", "exercises", "solutions"):
-        if (ROOT / folder).exists():
-            shutil.copytree(ROOT / folder, root / folder,
-                            ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _copy_course(root)
     settings = tmp_path / "jupyter"
     settings.mkdir()
     lab = start_lab(root, settings)
@@ -197,3 +213,20 @@ def jupyterlab(tmp_path):
     finally:
         stop_lab(lab.process)
 
+
+@pytest.fixture(scope="module")
+def jupyterlab_remote(tmp_path_factory):
+    """Like ``jupyterlab``, shared by a module's tests, and also reachable by Chromium as
+    ``http://jupyter.test:PORT/`` (``lab.notebook_url(path, host=REMOTE_HOSTNAME)``): to
+    the page, a JupyterLab that is not on the browser's machine.  jupyter-server-proxy
+    (requirements.txt) serves ``/proxy/PORT/`` on it.
+    """
+    base = tmp_path_factory.mktemp("lab-remote")
+    _copy_course(base / "course")
+    settings = base / "jupyter"
+    settings.mkdir()
+    lab = start_lab(base / "course", settings, remote=True)
+    try:
+        yield lab
+    finally:
+        stop_lab(lab.process)

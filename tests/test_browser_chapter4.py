@@ -1,65 +1,86 @@
-"""Chapter 4 in a real JupyterLab driven by a real Chromium.
+"""Chapter 4 in a real JupyterLab driven by a real Chromium, directly and through the proxy.
 
 The notebook's widget (course.browser.BrowserClient) must open a WebSocket *from the page*
 to the server the notebook starts in the kernel, show the kernel's pushes, send what is typed
 in the page and show the echo; the page's state must reach Python; the chat page shown twice
-in the notebook must carry a message from one frame to the other.
+in the notebook (course.browser.LocalPage frames) must carry a message from one frame to the
+other.  The same run is done twice on one JupyterLab (with jupyter-server-proxy installed):
+
+* ``direct``: the page is ``http://127.0.0.1:LAB/``: the widgets reach ``127.0.0.1:PORT``;
+* ``proxy``: the page is ``http://jupyter.test:LAB/`` (Chromium maps the name to 127.0.0.1,
+  but to the page it is a remote host, as on JupyterHub or Binder): the widgets must go
+  through the Lab server's ``/proxy/PORT/``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import REMOTE_HOSTNAME
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "notebooks/04_the_browser_side.ipynb"
 TIMEOUT_MS = 60_000
+LOAD_MS = 120_000   # JupyterLab's first load on a busy 2-core machine
+RUN_MS = 180_000    # every cell of the notebook
 
-def cell_number(fragment: str) -> int:
-    """1-based index (as in JupyterLab's status bar) of the first cell containing ``fragment``."""
+
+def cleanup_source() -> str:
+    """First line of the last code cell: the one that stops everything (navigation follows it)."""
     nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
-    for i, cell in enumerate(nb.cells, start=1):
-        if fragment in cell.source:
-            return i
-    raise AssertionError(f"no cell contains {fragment!r}")
+    return [c for c in nb.cells if c.cell_type == "code"][-1].source.splitlines()[0]
 
 
-def cleanup_cell() -> int:
-    """1-based index of the last code cell: the one that stops everything (navigation follows it)."""
-    nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
-    return max(i for i, cell in enumerate(nb.cells, start=1) if cell.cell_type == "code")
+def _put_setting(lab, plugin: str, values: dict) -> None:
+    """Change a JupyterLab user setting through the server's settings API."""
+    body = json.dumps({"raw": json.dumps(values)}).encode()
+    request = urllib.request.Request(f"{lab.url}/lab/api/settings/{plugin}", data=body,
+                                     method="PUT", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status in (200, 204), response.status
 
 
-def selected_cell(page) -> tuple[int, int]:
-    text = page.get_by_text(re.compile(r"^Cell \d+/\d+$")).text_content()
-    current, total = text.split()[1].split("/")
-    return int(current), int(total)
+def _shutdown_sessions(lab) -> None:
+    """Stop the kernels the test started (the next test opens the notebook afresh)."""
+    with urllib.request.urlopen(f"{lab.url}/api/sessions", timeout=30) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(f"{lab.url}/api/sessions/{session['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
 
 
-def select_cell(page, number: int) -> None:
-    """Select cell ``number`` in command mode with the arrow keys (works with windowed notebooks)."""
-    # Take the keyboard back from whatever has it (the widget's text box, a chat frame).
+def _menu(page, top: str, item: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(top)}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$")).click()
+
+
+def _code_cell(page, snippet: str):
+    return page.locator(".jp-CodeCell").filter(has=page.locator(".jp-InputArea", has_text=snippet))
+
+
+def _output(page, snippet: str, pattern: str) -> re.Match:
+    """Wait for the output of the cell containing ``snippet`` to match ``pattern``."""
+    output = _code_cell(page, snippet).locator(".jp-OutputArea-output").first
+    output.wait_for(timeout=RUN_MS)
+    page.wait_for_function("([el, p]) => new RegExp(p).test(el.textContent)",
+                           arg=[output.element_handle(timeout=RUN_MS), pattern], timeout=RUN_MS)
+    return re.search(pattern, output.text_content())
+
+
+def _select(page, cell) -> None:
+    """Select ``cell`` in command mode; take the keyboard back from widgets and frames first."""
     page.evaluate("document.activeElement && document.activeElement.blur()")
-    page.locator(".jp-Notebook .jp-Cell.jp-mod-selected .jp-InputPrompt").first.click()
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputPrompt").click()
     page.keyboard.press("Escape")
-    for _ in range(200):
-        current, _total = selected_cell(page)
-        if current == number:
-            return
-        page.keyboard.press("ArrowDown" if current < number else "ArrowUp")
-    raise AssertionError(f"could not select cell {number}; at {selected_cell(page)}")
-
-
-def run_menu(page, item: str) -> None:
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_text(item, exact=True).click()
-
-
-def log_lines(page) -> list[str]:
-    return page.locator(".ws-browser-log li").all_text_contents()
 
 
 def wait_log_line(page, text: str) -> None:
@@ -68,76 +89,128 @@ def wait_log_line(page, text: str) -> None:
         arg=text, timeout=TIMEOUT_MS)
 
 
+def _shot(page, name: str) -> None:
+    """Save a screenshot when ``LAB_SCREENSHOTS=/some/dir`` is set (debugging)."""
+    folder = os.environ.get("LAB_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def lab4(jupyterlab_remote):
+    if importlib.util.find_spec("jupyter_server_proxy") is None:
+        pytest.fail("jupyter-server-proxy is not installed: pip install -r requirements.txt")
+    # Render every cell (JupyterLab 4 skips off-screen cells by default); no news pop-up.
+    _put_setting(jupyterlab_remote, "@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
+    _put_setting(jupyterlab_remote, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
+    return jupyterlab_remote
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
-    cleanup = cleanup_cell()
-    summary_cell = cell_number("print(client.summary())")
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+@pytest.mark.parametrize("route", ["direct", "proxy"])
+def test_chapter4_in_jupyterlab(chromium, lab4, route):
+    host = "127.0.0.1" if route == "direct" else REMOTE_HOSTNAME
+    lab_port = lab4.url.rsplit(":", 1)[1]
+    origin = f"http://{host}:{lab_port}"
+
+    def reach(port: int, kind: str) -> str:
+        """What the page must use to reach the kernel's 127.0.0.1:port on this route."""
+        return f"{kind}://127.0.0.1:{port}/" if route == "direct" else f"{kind}://{host}:{lab_port}/proxy/{port}/"
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
     try:
-        page.goto(jupyterlab.notebook_url(NOTEBOOK))
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=TIMEOUT_MS)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=TIMEOUT_MS)
+        page.goto(lab4.notebook_url(NOTEBOOK, host=host), timeout=LOAD_MS)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=LOAD_MS)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=LOAD_MS)
+        assert page.evaluate("location.origin") == origin
+        # Saved outputs (and their saved widgets) must not be mistaken for live ones.
+        _menu(page, "Edit", "Clear Outputs of All Cells")
+        assert page.locator(".ws-browser, .ws-local-page").count() == 0
 
         # Everything above the cleanup cell, which stops the servers.
-        select_cell(page, cleanup)
-        run_menu(page, "Run All Above Selected Cell")
+        _select(page, _code_cell(page, cleanup_source()))
+        _menu(page, "Run", "Run All Above Selected Cell")
+        kernel_port = int(_output(page, "server = await serve(", r"listening on ws://127\.0\.0\.1:(\d+)/")[1])
+        chat_port = int(_output(page, "chat_server = await chat.start(", r"chat page, on the kernel's machine: http://127\.0\.0\.1:(\d+)/")[1])
+        _output(page, "bad_inputs = [", r"broadcast -> ")
 
         # The kernel's pushes arrive in the page, over the page's own WebSocket.
+        widget = page.locator(".ws-browser").first
+        widget.scroll_into_view_if_needed()
         page.wait_for_function(
             "document.querySelectorAll('.ws-browser-log li.ws-browser-received').length >= 3",
             timeout=TIMEOUT_MS)
-        lines = log_lines(page)
-        assert lines[0].startswith("open: ws://127.0.0.1:"), lines
-        received = page.locator(".ws-browser-log li.ws-browser-received").all_text_contents()
+        lines = widget.locator(".ws-browser-log li").all_text_contents()
+        assert lines[0] == f"open: {reach(kernel_port, 'ws')}", lines
+        received = widget.locator(".ws-browser-log li.ws-browser-received").all_text_contents()
         assert received[:3] == ["← hello from the kernel (1/3)", "← hello from the kernel (2/3)",
                                 "← [binary, 4 bytes]"], received
 
         # The page sends; the kernel's handler echoes.
-        page.locator(".ws-browser-input").fill("ping from the page")
-        page.locator(".ws-browser-input").press("Enter")
-        wait_log_line(page, "→ ping from the page")
-        wait_log_line(page, "← echo: ping from the page")
-        assert page.locator(".ws-browser-input").input_value() == ""
-        status = page.locator(".ws-browser-state").text_content()
-        assert status.startswith("readyState 1 (OPEN) · ws://127.0.0.1:"), status
-        assert "sent 1" in status and not page.locator(".ws-browser .ws-browser-error").is_visible()
+        widget.locator(".ws-browser-input").fill(f"ping from the page ({route})")
+        widget.locator(".ws-browser-input").press("Enter")
+        wait_log_line(page, f"→ ping from the page ({route})")
+        wait_log_line(page, f"← echo: ping from the page ({route})")
+        assert widget.locator(".ws-browser-input").input_value() == ""
+        status = widget.locator(".ws-browser-state").text_content()
+        assert status.startswith(f"readyState 1 (OPEN) · {reach(kernel_port, 'ws')} · "), status
+        assert "sent 1" in status and not widget.locator(".ws-browser-error").is_visible()
+        _shot(page, f"client-{route}")
 
         # The page's state reached Python: re-run the summary cell.
-        select_cell(page, summary_cell)
+        summary = _code_cell(page, "print(client.summary())")
+        _select(page, summary)
         page.keyboard.press("Shift+Enter")
-        output = page.locator(".jp-Notebook .jp-Cell").filter(has_text="print(client.summary())") \
-            .locator(".jp-OutputArea-output")
-        page.wait_for_function(
-            "el => el.textContent.includes('readyState 1 (OPEN)')",
-            arg=output.element_handle(timeout=TIMEOUT_MS), timeout=TIMEOUT_MS)
-        text = output.text_content()
-        assert re.search(r"readyState 1 \(OPEN\), received [4-9]\d*, sent 1", text), text
+        match = _output(page, "print(client.summary())", r"readyState 1 \(OPEN\), received ([4-9]|\d\d+), sent 1")
+        assert match, summary.text_content()
 
-        # The chat shown twice in the notebook: frame A -> frame B, live.
-        page.wait_for_function(
-            "() => document.querySelectorAll('iframe').length >= 2", timeout=TIMEOUT_MS)
-        frames = [f for f in page.frames if re.fullmatch(r"http://127\.0\.0\.1:\d+/", f.url)]
+        # The chat: a link and two frames, all through the same route as the WebSocket.
+        chat_url = reach(chat_port, "http")
+        link = page.locator(".ws-local-page a")
+        link.scroll_into_view_if_needed()
+        assert link.get_attribute("href") == chat_url
+        assert link.text_content() == "open the chat page in a new tab"
+        page.wait_for_function("() => document.querySelectorAll('.ws-local-page iframe').length === 2",
+                               timeout=TIMEOUT_MS)
+        assert page.locator(".ws-local-page iframe").evaluate_all("fs => fs.map(f => f.src)") == [chat_url] * 2
+        page.locator(".ws-local-page iframe").first.scroll_into_view_if_needed()
+        frames = [f for f in page.frames if f.url == chat_url]
         assert len(frames) == 2, [f.url for f in page.frames]
         for frame in frames:
             frame.wait_for_selector("#status.open", timeout=TIMEOUT_MS)
+        # The chat page's own WebSocket URL is relative: it follows the page through the proxy.
+        assert frames[0].text_content("#status") == "connected"
         frames[0].fill("#name", "tab A")
-        frames[0].fill("#text", "hello tab B")
+        frames[0].fill("#text", f"hello tab B ({route})")
         frames[0].press("#text", "Enter")
         frames[1].wait_for_function(
-            "[...document.querySelectorAll('#log li.chat-message')].some(e => e.textContent === 'tab Ahello tab B')",
-            timeout=TIMEOUT_MS)
+            "t => [...document.querySelectorAll('#log li.chat-message')].some(e => e.textContent === t)",
+            arg=f"tab Ahello tab B ({route})", timeout=TIMEOUT_MS)
+        _shot(page, f"chat-{route}")
+        # The link's page in a tab of its own, even typed without the final slash (…/proxy/PORT).
+        tab = context.new_page()
+        tab.goto(chat_url.rstrip("/"))
+        tab.wait_for_selector("#status.open", timeout=TIMEOUT_MS)
+        tab.wait_for_function(
+            "t => [...document.querySelectorAll('#log li.chat-message')].some(e => e.textContent === t)",
+            arg=f"tab Ahello tab B ({route})", timeout=TIMEOUT_MS)  # the history, replayed
+        tab.close()
 
         # Last cell: everything stops.
-        select_cell(page, cleanup)
+        _select(page, _code_cell(page, cleanup_source()))
         page.keyboard.press("Shift+Enter")
-        page.get_by_text("kernel server, chat server and widget stopped").first.wait_for(timeout=TIMEOUT_MS)
+        _output(page, cleanup_source(), r"kernel server, chat server and widgets stopped")
         page.wait_for_selector(".ws-browser-log", state="detached", timeout=TIMEOUT_MS)
+        page.wait_for_selector(".ws-local-page iframe", state="detached", timeout=TIMEOUT_MS)
     except Exception:
-        page.screenshot(path=str(jupyterlab.root.parent / "failure.png"), full_page=True)
+        page.screenshot(path=str(lab4.root.parent / f"failure-{route}.png"), full_page=True)
         raise
     finally:
-        page.close()
+        context.close()
+        _shutdown_sessions(lab4)
 
 
 # --------------------------------------------------------------------------- the widget's JS alone
@@ -145,11 +218,14 @@ def test_browser_client_talks_to_the_kernel(chromium, jupyterlab):
 # to test what the notebook run cannot show: failures, parity with Python, custom handlers.
 
 import asyncio  # noqa: E402
+import socket  # noqa: E402
 import threading  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 from websockets.asyncio.server import serve  # noqa: E402
 
-from course.browser import BrowserClient, candidate_urls  # noqa: E402
+from course.browser import (BrowserClient, LocalPage, is_loopback_host, resolve_mode,  # noqa: E402
+                            url_from_page)
 
 HARNESS = """async ({esm, values, kernel}) => {
   const url = URL.createObjectURL(new Blob([esm], {type: "text/javascript"}));
@@ -161,7 +237,7 @@ HARNESS = """async ({esm, values, kernel}) => {
     save_changes: () => {},
     on: (ev, f) => { (listeners[ev] ||= []).push(f); },
     off: (ev, f) => { listeners[ev] = (listeners[ev] || []).filter((g) => g !== f); },
-    // the kernel side answers the page's hello with "go" (course.browser.BrowserClient)
+    // the kernel side answers the page's hello with "go" (course.browser._KernelHeld)
     send: (msg) => { if (msg.event === "hello" && kernel) setTimeout(() => window.emit("msg:custom", {command: "go"}), 0); },
   };
   window.values = values;
@@ -174,13 +250,20 @@ HARNESS = """async ({esm, values, kernel}) => {
 }"""
 
 
-def model_values(**overrides) -> dict:
-    """The synced traitlets' defaults, as the page would receive them."""
-    client = BrowserClient(overrides.pop("port", 1), **overrides)
+def model_values(cls=BrowserClient, **overrides) -> dict:
+    """The synced traitlets' values, as the page would receive them."""
+    widget = cls(overrides.pop("port", 1), **overrides)
     try:
-        return {name: getattr(client, name) for name in BrowserClient.class_own_traits(sync=True)}
+        ours = [k for k in cls.__mro__ if k.__module__ == "course.browser"]
+        return {name: getattr(widget, name) for k in ours for name in k.class_own_traits(sync=True)}
     finally:
-        client.close()
+        widget.close()
+
+
+def dead_port() -> int:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +296,10 @@ def echo_port():
         thread.join(10)
 
 
-def harness(chromium, url, kernel=True, **values):
+def harness(chromium, url, kernel=True, cls=BrowserClient, **values):
     page = chromium.new_page()
     page.goto(url)
-    page.evaluate(HARNESS, {"esm": BrowserClient._esm, "values": model_values(**values), "kernel": kernel})
+    page.evaluate(HARNESS, {"esm": cls._esm, "values": model_values(cls, **values), "kernel": kernel})
     return page
 
 
@@ -254,18 +337,21 @@ def test_widget_js_restored_without_kernel_stays_idle(chromium, blank_page_url, 
 
 
 @pytest.mark.browser
-def test_widget_js_explains_when_nothing_answers(chromium, blank_page_url):
-    import socket
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    page = harness(chromium, blank_page_url, port=dead)
+@pytest.mark.parametrize("mode", ["auto", "direct", "proxy"])
+def test_widget_js_explains_when_nothing_answers(chromium, blank_page_url, mode):
+    dead = dead_port()
+    page = harness(chromium, blank_page_url, port=dead, mode=mode)
     try:
         page.wait_for_function("window.values.error !== ''", timeout=TIMEOUT_MS)
         error = page.locator(".ws-browser-error").first.text_content()
-        assert error.startswith(f"Could not connect to ws://127.0.0.1:{dead}/ or ws://127.0.0.1:"), error
-        assert "jupyter-server-proxy" in error and page.locator(".ws-browser-error").first.is_visible()
+        assert page.locator(".ws-browser-error").first.is_visible()
         assert page.evaluate("window.values.ready_state") == 3
+        if mode == "proxy":  # the blank page's server has no /proxy/: nothing answers there
+            assert error.startswith(f"Nothing answered at {blank_page_url.replace('http', 'ws')}proxy/{dead}/."), error
+            assert "is it installed where the Jupyter server runs" in error
+        else:
+            assert error.startswith(f"Nothing answered at ws://127.0.0.1:{dead}/."), error
+            assert 'use mode="proxy" (jupyter-server-proxy)' in error
     finally:
         page.close()
 
@@ -291,24 +377,81 @@ def test_widget_js_custom_handler_and_compile_error(chromium, blank_page_url, ec
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("page_url, base", [
+def test_local_page_js_frame_link_and_idle(chromium, blank_page_url, echo_port):
+    blank = urlsplit(blank_page_url)
+    # A saved copy (no kernel answers): no frame knocks on a dead port.
+    page = harness(chromium, blank_page_url, kernel=False, cls=LocalPage, port=echo_port)
+    try:
+        page.wait_for_timeout(500)
+        assert page.locator(".ws-local-page iframe").count() == 0
+        assert page.locator(".ws-local-page-note").text_content().startswith("waiting for the kernel")
+        assert page.evaluate("window.values.url_in_use") == ""
+    finally:
+        page.close()
+    # A frame, from a loopback page: direct.
+    page = harness(chromium, blank_page_url, cls=LocalPage, port=echo_port, path="/x", height=200)
+    try:
+        page.wait_for_selector(".ws-local-page iframe", timeout=TIMEOUT_MS)
+        frame = page.locator(".ws-local-page iframe")
+        assert frame.get_attribute("src") == f"http://127.0.0.1:{echo_port}/x"
+        assert frame.evaluate("f => f.style.height") == "200px"
+        assert page.evaluate("window.values.url_in_use") == f"http://127.0.0.1:{echo_port}/x"
+    finally:
+        page.close()
+    # A link, forced through the proxy; its label is text, never markup.
+    page = harness(chromium, blank_page_url, cls=LocalPage, port=echo_port, kind="link",
+                   mode="proxy", label="<b>chat</b>")
+    try:
+        link = page.locator(".ws-local-page a")
+        link.wait_for(timeout=TIMEOUT_MS)
+        assert link.get_attribute("href") == f"http://{blank.netloc}/proxy/{echo_port}/"
+        assert link.text_content() == "<b>chat</b>" and page.locator(".ws-local-page b").count() == 0
+        assert [link.get_attribute("target"), link.get_attribute("rel")] == ["_blank", "noopener"]
+    finally:
+        page.close()
+
+
+PAGES = [
     ("http://localhost:8888/lab/tree/x.ipynb", "/"),
     ("http://127.0.0.1:8888/lab", "/"),
     ("https://hub.example.org/user/ada/lab/tree/x.ipynb", "/user/ada/"),
     ("http://[::1]:8888/lab", "/"),
     ("http://hub.example.org/jupyter/lab", "/jupyter/"),
-])
-def test_candidate_urls_js_and_python_agree(chromium, blank_page_url, echo_port, page_url, base):
-    from urllib.parse import urlsplit
-    page = harness(chromium, blank_page_url, port=echo_port)
+    ("https://app.localhost/lab", "/"),
+    ("http://127.0.0.2:8888/user/x/lab/tree/a/lab.ipynb", "/user/x/"),
+    ("http://192.168.1.20:8888/lab", "/"),
+    ("http://jupyter.test:8888/lab", "/"),
+]
+
+
+@pytest.mark.browser
+def test_url_rule_js_and_python_agree(chromium, blank_page_url):
+    """The page's rule (kernel_url.js) and its Python mirror give the same URL, every case."""
+    page = harness(chromium, blank_page_url, port=1)
     try:
-        parts = urlsplit(page_url)
-        loc = {"protocol": parts.scheme + ":", "host": parts.netloc,
-               "hostname": f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname}
-        js = page.evaluate("([loc, base]) => window.widgetModule.candidateUrls(8765, '/ws', '', loc, base)",
-                           [loc, base])
-        assert js == candidate_urls(page_url, 8765, "/ws", base_url=base) == \
-            candidate_urls(page_url, 8765, "/ws")
+        for page_url, base in PAGES:
+            parts = urlsplit(page_url)
+            loc = {"protocol": parts.scheme + ":", "host": parts.netloc, "pathname": parts.path,
+                   "hostname": f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname}
+            # no jupyter-config-data in the blank page: the base comes from the path
+            assert page.evaluate("loc => window.widgetModule.jupyterBaseUrl(document, loc)", loc) == base
+            for mode in ("auto", "direct", "proxy"):
+                for kind in ("ws", "http"):
+                    js = page.evaluate(
+                        "([loc, base, mode, kind]) => window.widgetModule.urlFromPage("
+                        "8765, '/ws', {mode, kind, loc, baseUrl: base})", [loc, base, mode, kind])
+                    py = url_from_page(page_url, 8765, "/ws", mode=mode, kind=kind)
+                    assert js == py == url_from_page(page_url, 8765, "/ws", mode=mode, kind=kind,
+                                                     base_url=base), (page_url, mode, kind)
+            assert page.evaluate("h => window.widgetModule.isLoopbackHost(h)", loc["hostname"]) == \
+                is_loopback_host(parts.hostname)
+        # JupyterLab's page config wins over the path (JupyterHub's /user/NAME/).
+        page.evaluate("""() => { const s = document.createElement('script');
+            s.id = 'jupyter-config-data'; s.type = 'application/json';
+            s.textContent = JSON.stringify({baseUrl: '/user/ada'}); document.head.append(s); }""")
+        assert page.evaluate("window.widgetModule.jupyterBaseUrl()") == "/user/ada/"
+        assert page.evaluate("() => { try { window.widgetModule.resolveMode('x', 'tunnel') } "
+                             "catch (e) { return e.name } }") == "RangeError"
     finally:
         page.close()
 
@@ -316,16 +459,37 @@ def test_candidate_urls_js_and_python_agree(chromium, blank_page_url, echo_port,
 # --------------------------------------------------------------------------- Python side, no browser
 
 @pytest.mark.parametrize("kwargs", [{"port": 0}, {"port": 70000}, {"url": "http://x/"},
-                                    {"port": 80, "path": "ws"}])
+                                    {"port": 80, "path": "ws"}, {"port": 80, "mode": "tunnel"}])
 def test_browser_client_refuses_bad_targets(kwargs):
     with pytest.raises(ValueError):
         BrowserClient(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"port": 0}, {"port": 80, "path": "x"}, {"port": 80, "kind": "tab"},
+                                    {"port": 80, "height": 0}, {"port": 80, "mode": "Proxy"}])
+def test_local_page_refuses_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        LocalPage(**kwargs)
+
+
+def test_reprs_are_stable_text():
+    widgets = [BrowserClient(8765, path="/ws"), BrowserClient(8765, mode="proxy"),
+               LocalPage(8000), LocalPage(8000, kind="link", mode="direct")]
+    try:
+        assert [repr(w) for w in widgets] == [
+            "BrowserClient(127.0.0.1:8765/ws)", "BrowserClient(127.0.0.1:8765/, mode='proxy')",
+            "LocalPage(frame of 127.0.0.1:8000/)", "LocalPage(link of 127.0.0.1:8000/, mode='direct')"]
+        bundle = widgets[2]._repr_mimebundle_()
+        bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+        assert bundle["text/plain"] == "LocalPage(frame of 127.0.0.1:8000/)"
+    finally:
+        for w in widgets:
+            w.close()
+
+
 def test_browser_client_headless_summary_and_commands():
     client = BrowserClient(8765, path="/ws")
     try:
-        assert repr(client) == "BrowserClient(127.0.0.1:8765/ws)"
         assert client.state.name == "NO_PAGE" and "no browser page" in client.summary()
         client.ready_state, client.received, client.close_code = 3, 2, 1006
         assert client.summary() == "readyState 3 (CLOSED), received 2, sent 0, close code 1006"
@@ -339,8 +503,22 @@ def test_browser_client_headless_summary_and_commands():
     assert BrowserClient(url="wss://example.org/ws").url == "wss://example.org/ws"
 
 
-@pytest.mark.parametrize("page_url, port", [("ftp://x/lab", 80), ("localhost:8888", 80),
-                                            ("http://localhost:8888/lab", 0)])
-def test_candidate_urls_refuses_bad_input(page_url, port):
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("LOCALHOST.", True), ("app.localhost", True), ("127.0.0.1", True),
+    ("127.1.2.3", True), ("[::1]", True), ("::1", True), ("localhost.example.org", False),
+    ("128.0.0.1", False), ("jupyter.test", False), ("10.0.0.1", False), ("", False),
+])
+def test_loopback_hosts(host, loopback):
+    assert is_loopback_host(host) is loopback
+    assert resolve_mode(host) == ("direct" if loopback else "proxy")
+    assert resolve_mode(host, "proxy") == "proxy" and resolve_mode(host, "direct") == "direct"
+
+
+@pytest.mark.parametrize("page_url, port, kwargs", [
+    ("ftp://x/lab", 80, {}), ("localhost:8888", 80, {}), ("http://localhost:8888/lab", 0, {}),
+    ("http://localhost:8888/lab", 80, {"path": "ws"}), ("http://x/lab", 80, {"kind": "wss"}),
+    ("http://x/lab", 80, {"mode": "auto-proxy"}),
+])
+def test_url_from_page_refuses_bad_input(page_url, port, kwargs):
     with pytest.raises(ValueError):
-        candidate_urls(page_url, port)
+        url_from_page(page_url, port, **kwargs)

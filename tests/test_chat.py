@@ -240,3 +240,13 @@ def test_async_api_post_and_stop():
             async with connect(server.ws_url, open_timeout=2):
                 pass
     run_async(scenario)
+
+
+def test_page_uses_only_relative_urls():
+    """Served at http://127.0.0.1:PORT/ or behind jupyter-server-proxy at …/proxy/PORT/, the page
+    must find its WebSocket next to itself (tests/test_browser_chapter4.py runs it both ways)."""
+    import re
+    page = (ROOT / "course" / "static" / "chat.html").read_text(encoding="utf-8")
+    assert 'new URL("ws", here)' in page
+    # no asset or address written in full: no src=/href=, no "ws://..." or "http://..." literal
+    assert not re.search(r"\b(?:src|href)=|[\"'`](?:wss?|https?)://|[\"'`][^\"'`]*127\.0\.0\.1", page)

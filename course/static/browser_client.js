@@ -5,40 +5,14 @@
 // model and owns the connection; render() runs once per view (each place the
 // widget is displayed) and only draws.  State goes back to Python through
 // synced traitlets: ready_state, received, last_message, close_code, error...
+// course/browser.py puts kernel_url.js (urlFromPage, unreachableHint) in front
+// of this file: together they are the widget's module.
 
 const READY = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 const MAX_LINES = 200;
 // anywidget hands initialize() and render() different model facades, so the
 // per-model state is found through a synced id (BrowserClient._instance).
 const STATES = new Map();
-
-// JupyterLab writes its settings (including baseUrl, "/user/NAME/" behind
-// JupyterHub) into the page as JSON.
-export function jupyterBaseUrl() {
-  const el = document.getElementById("jupyter-config-data");
-  if (el) {
-    try {
-      const base = JSON.parse(el.textContent).baseUrl;
-      if (base) return base.endsWith("/") ? base : base + "/";
-    } catch (err) { /* fall through */ }
-  }
-  const i = location.pathname.indexOf("/lab");
-  return i >= 0 ? location.pathname.slice(0, i + 1) : "/";
-}
-
-// Which URLs can reach a server listening on the kernel's 127.0.0.1:PORT?
-// - page served from this machine (localhost): ws://127.0.0.1:PORT directly;
-// - page served by a hub (JupyterHub, Binder): the kernel's loopback is not the
-//   browser's loopback, so only a proxy on the page's own origin can help:
-//   jupyter-server-proxy exposes it as BASE/proxy/PORT/ (wss: when the page is https).
-// (course.browser.candidate_urls is the Python mirror of this function.)
-export function candidateUrls(port, path, explicit, loc = location, baseUrl = jupyterBaseUrl()) {
-  if (explicit) return [explicit];
-  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
-  const proxied = `${scheme}//${loc.host}${baseUrl}proxy/${port}${path}`;
-  const local = ["localhost", "127.0.0.1", "[::1]"].includes(loc.hostname);
-  return local ? [`ws://127.0.0.1:${port}${path}`, proxied] : [proxied];
-}
 
 // The default onmessage handler: one line per message, always as text.
 function defaultHandler(event, log) {
@@ -99,56 +73,53 @@ function initialize({ model }) {
       sync({ error: "this browser has no WebSocket API" });
       return;
     }
-    const urls = candidateUrls(port, model.get("path") || "/", url);
-    const tryUrl = (i) => {
-      const target = urls[i];
-      let opened = false;
-      let ws;
-      try {
-        ws = new WebSocket(target);  // may throw SyntaxError / SecurityError (mixed content)
-      } catch (err) {
-        note(`could not create a WebSocket for ${target}: ${err.message}`, "ws-browser-note");
-        return next(i);
+    const mode = model.get("mode") || "auto";
+    let target;
+    try {
+      target = url || urlFromPage(port, model.get("path") || "/", { mode, kind: "ws" });
+    } catch (err) {
+      sync({ error: String(err) });
+      return redraw();
+    }
+    let opened = false;
+    let ws;
+    try {
+      ws = new WebSocket(target);  // may throw SyntaxError / SecurityError (mixed content)
+    } catch (err) {
+      sync({ url_in_use: target, error: `could not create a WebSocket for ${target}: ${err.message}` });
+      return redraw();
+    }
+    ws.binaryType = "arraybuffer";
+    state.ws = ws;
+    sync({ ready_state: ws.readyState, url_in_use: target, error: "" });
+    ws.onopen = () => {
+      opened = true;
+      sync({ ready_state: ws.readyState });
+      note(`open: ${target}`, "ws-browser-note");
+    };
+    ws.onmessage = (event) => {
+      remember({ data: event.data });
+      const last = typeof event.data === "string" ? event.data : `[binary, ${event.data.byteLength} bytes]`;
+      sync({ received: model.get("received") + 1, last_message: last });
+      state.views.forEach((view) => view.show(event.data));
+    };
+    ws.onerror = () => { /* the close event that follows carries the details */ };
+    ws.onclose = (event) => {
+      if (state.ws === ws) state.ws = null;
+      sync({ ready_state: WebSocket.CLOSED, close_code: event.code, close_reason: event.reason });
+      if (!opened) {
+        sync({ error: unreachableHint(target, url ? "url" : resolveMode(location.hostname, mode)) });
+        return redraw();
       }
-      ws.binaryType = "arraybuffer";
-      state.ws = ws;
-      sync({ ready_state: ws.readyState, url_in_use: target, error: "" });
-      ws.onopen = () => {
-        opened = true;
-        sync({ ready_state: ws.readyState });
-        note(`open: ${target}`, "ws-browser-note");
-      };
-      ws.onmessage = (event) => {
-        remember({ data: event.data });
-        const last = typeof event.data === "string" ? event.data : `[binary, ${event.data.byteLength} bytes]`;
-        sync({ received: model.get("received") + 1, last_message: last });
-        state.views.forEach((view) => view.show(event.data));
-      };
-      ws.onerror = () => { /* the close event that follows carries the details */ };
-      ws.onclose = (event) => {
-        if (state.ws === ws) state.ws = null;
-        sync({ ready_state: WebSocket.CLOSED, close_code: event.code, close_reason: event.reason });
-        if (!opened) return next(i);
-        note(`closed: code ${event.code}${event.reason ? " (" + event.reason + ")" : ""}, ` +
-             `wasClean ${event.wasClean}`, "ws-browser-note");
-      };
+      note(`closed: code ${event.code}${event.reason ? " (" + event.reason + ")" : ""}, ` +
+           `wasClean ${event.wasClean}`, "ws-browser-note");
     };
-    const next = (i) => {
-      if (i + 1 < urls.length) return tryUrl(i + 1);
-      const message =
-        `Could not connect to ${urls.join(" or ")}. The server runs in the kernel, on the ` +
-        "kernel's machine. If this page comes from JupyterHub or Binder, the kernel's " +
-        "127.0.0.1 is not your browser's 127.0.0.1: install jupyter-server-proxy (then " +
-        "…/proxy/PORT/ works) or run JupyterLab locally. Otherwise, is the server still running?";
-      sync({ error: message });
-      redraw();
-    };
-    tryUrl(0);
   }
 
   model.on("change:handler_js", setHandler);
   model.on("change:port", connect);
   model.on("change:url", connect);
+  model.on("change:mode", connect);
   model.on("msg:custom", (msg) => {
     if (msg.command === "go") {
       // The kernel answered our hello: this model is alive, not a copy restored from the
