@@ -6,7 +6,10 @@ Run it from a shell::
 
 It prints ``serving on http://HOST:PORT/`` and serves until SIGTERM or Ctrl-C.
 Open that URL in two tabs: every message typed in one tab appears live in every
-tab, without reloading.  In a notebook, use the async API instead::
+tab, without reloading.  The page uses only relative URLs (its WebSocket is ``ws``
+next to it), so it also works behind a path prefix such as jupyter-server-proxy's
+``…/proxy/PORT/`` (JupyterHub, Binder); ``course.browser.LocalPage`` shows it in a
+notebook with the right address.  In a notebook, use the async API instead::
 
     server = await course.chat.start("127.0.0.1", 0)
     print(server.url)
@@ -126,7 +129,10 @@ class ChatServer:
             random web site from using a visitor's browser to join the chat
             (cross-site WebSocket hijacking).  Pass extra origins such as
             ``{"http://127.0.0.1:8888"}``, or ``"*"`` to accept any.  Clients that
-            send no Origin (scripts, not browsers) are always accepted.
+            send no Origin (scripts, not browsers) are always accepted.  Behind
+            jupyter-server-proxy (``…/proxy/PORT/``) the page's origin is the Jupyter
+            server's, and the proxy passes the browser's ``Host`` header on: the
+            same-host rule still admits the chat's own page, and only it.
     """
 
     def __init__(self, *, allowed_origins: str | set[str] | None = None):
