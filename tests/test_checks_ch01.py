@@ -63,7 +63,7 @@ def test_header_bytes_wrong_fails_without_raising(capsys, wrong):
 def test_header_bytes_stub_says_not_implemented(capsys):
     check_header_bytes(header_bytes_stub)
     out = lines(capsys)
-    assert all("not implemented yet" in line for line in out[:-1]), out
+    assert all("not implemented yet" in line and "Hint" not in line for line in out[:-1]), out
 
 
 # ----------------------------------------------------------------------------- long_poll
@@ -144,14 +144,39 @@ async def long_poll_ignores_errors(session, url, since, count):
     return events[:count]
 
 
+async def long_poll_overshoots(session, url, since, count):  # keeps the whole last answer
+    events = []
+    while len(events) < count:
+        async with session.get(url, params={"since": since, "wait": 10}) as response:
+            response.raise_for_status()
+            batch = await response.json()
+        events += batch
+        if batch:
+            since = batch[-1]["id"]
+    return events
+
+
+def test_long_poll_overshoot_is_named(capsys):
+    assert run(check_long_poll(long_poll_overshoots)) is False
+    failed = [line for line in lines(capsys) if line.startswith("❌") and "count" in line]
+    assert any("returned 8 events for count=3" in line and "Hint:" in line for line in failed), failed
+
+
+def test_long_poll_stub_gives_no_hint(capsys):
+    assert run(check_long_poll(long_poll_stub)) is False
+    out = lines(capsys)
+    assert all("not implemented yet" in line and "Hint" not in line for line in out[:-1]), out
+
+
 def test_long_poll_right_passes(capsys):
     assert run(check_long_poll(long_poll_right)) is True
     out = lines(capsys)
-    assert len(out) == 7 and all(line.startswith("✅") for line in out), out
+    assert len(out) == 8 and all(line.startswith("✅") for line in out), out
 
 
 @pytest.mark.parametrize("wrong, failing", [
-    (long_poll_stub, 6),
+    (long_poll_stub, 7),
+    (long_poll_overshoots, 1),
     (long_poll_busy, 1),
     (long_poll_stops_on_empty, 1),
     (long_poll_ignores_since, 6),
@@ -161,7 +186,7 @@ def test_long_poll_right_passes(capsys):
 def test_long_poll_wrong_fails_without_raising(capsys, wrong, failing):
     assert run(check_long_poll(wrong)) is False
     out = lines(capsys)
-    assert len(out) == 7, out
+    assert len(out) == 8, out
     assert sum(line.startswith("❌") for line in out[:-1]) >= failing, out
     assert out[-1].startswith("❌ long_poll:")
     assert "Traceback" not in "\n".join(out)

@@ -81,6 +81,35 @@ def push_not_async(websocket, items, interval):
         websocket.send(item)
 
 
+async def push_time_sleep(websocket, items, interval):  # the trap the exercise names first
+    import time
+    for index, item in enumerate(items):
+        if index:
+            time.sleep(interval)
+        await websocket.send(item)
+
+
+async def push_sleeps_after_each(websocket, items, interval):  # also after the last item
+    for item in items:
+        await websocket.send(item)
+        await asyncio.sleep(interval)
+
+
+async def push_sleeps_before_each(websocket, items, interval):  # also before the first item
+    for item in items:
+        await asyncio.sleep(interval)
+        await websocket.send(item)
+
+
+async def push_joined(websocket, items, interval):  # one message with every item
+    if items:
+        await websocket.send("\n".join(items))
+
+
+async def push_list_repr(websocket, items, interval):
+    await websocket.send(str(items))
+
+
 def test_push_news_passes_on_a_correct_solution(capsys):
     ok, cases = run(check_push_news(push_ok), capsys)
     assert ok, cases
@@ -93,6 +122,7 @@ def test_push_news_says_not_implemented_on_the_stub(capsys):
     assert not ok
     for name in PUSH_CASES:
         assert "not implemented yet" in cases[name], cases[name]
+        assert "Hint" not in cases[name], "no hint before a real attempt: " + cases[name]
     assert "Traceback" not in "".join(cases.values())
 
 
@@ -103,11 +133,27 @@ def test_push_news_says_not_implemented_on_the_stub(capsys):
     (push_bytes, "any text: empty, non-ASCII, 70 000 characters"),
     (push_swallows_close, "stops when the client leaves"),
     (push_not_async, "pushes every item, in order"),
+    (push_time_sleep, "waits `interval` seconds between two messages"),
+    (push_sleeps_after_each, "waits `interval` seconds between two messages"),
+    (push_sleeps_before_each, "waits `interval` seconds between two messages"),
+    (push_joined, "pushes every item, in order"),
+    (push_list_repr, "pushes every item, in order"),
 ])
 def test_push_news_fails_on_a_wrong_solution(wrong, failing, capsys):
     ok, cases = run(check_push_news(wrong), capsys)
     assert not ok
     assert not passed(cases, failing), cases[failing]
+
+
+@pytest.mark.parametrize("wrong, named", [
+    (push_time_sleep, "the event loop froze"),
+    (push_sleeps_after_each, "after sending the last item"),
+    (push_sleeps_before_each, "not before the first"),
+])
+def test_push_news_names_the_pacing_mistake(wrong, named, capsys):
+    ok, cases = run(check_push_news(wrong), capsys)
+    line = cases["waits `interval` seconds between two messages"]
+    assert not ok and named in line and "Hint:" in line, line
 
 
 # --------------------------------------------------------------------------- broadcast
@@ -199,6 +245,7 @@ def test_broadcast_says_not_implemented_on_the_stub(capsys):
     assert not ok
     for name in BROADCAST_CASES:
         assert "not implemented yet" in cases[name], cases[name]
+        assert "Hint" not in cases[name], cases[name]
 
 
 @pytest.mark.parametrize("kind, failing", [

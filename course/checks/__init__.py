@@ -5,6 +5,10 @@ case: ``✅ name`` when it passes, ``❌ name — what went wrong. Hint: ...`` w
 fails.  A stub that still raises ``NotImplementedError`` gives
 ``❌ name — not implemented yet``, never a traceback: checks never crash.
 
+Hints come after a real attempt: the "not implemented yet" line carries no hint, so
+the exercise notebook (whose committed outputs are the stub's) gives nothing away
+before the student has tried.  A hint names the likely mistake; it is not the answer.
+
 Chapter modules (``course.checks.ch01`` ...) build on :func:`check` and
 :func:`acheck`; a notebook cell then reads::
 
@@ -46,7 +50,9 @@ def _line(name: str, error: BaseException | None, hint: str) -> tuple[bool, str]
     if error is None:
         return True, f"{PASS} {name}"
     if isinstance(error, NotImplementedError):
-        text = f"{FAIL} {name} — not implemented yet: replace `raise NotImplementedError()` with your code."
+        # No hint before a real attempt (see the module docstring).
+        return False, (f"{FAIL} {name} — not implemented yet: replace "
+                       "`raise NotImplementedError()` with your code.")
     elif isinstance(error, AssertionError):
         text = f"{FAIL} {name} — {error}."
     elif isinstance(error, TimeoutError):
@@ -66,7 +72,8 @@ def check(name: str, test: Callable[[], Any], hint: str = "") -> bool:
     Args:
         name: what this case checks, shown to the student.
         test: a callable that raises AssertionError (or anything) on failure.
-        hint: shown after a failure.
+        hint: shown after a failure of the student's code (not on a stub that
+            still raises NotImplementedError).
     """
     try:
         test()

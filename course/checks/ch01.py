@@ -150,6 +150,15 @@ async def check_long_poll(long_poll: Callable[..., Awaitable[list[dict]]]) -> bo
             empties = server.stats.by_path["/events"] - 1
             expect(empties >= 2, f"only {empties + 1} requests: did the server really time out?")
 
+    async def at_most_count() -> None:
+        # 8 events are waiting: the server's first answer carries all of them.
+        async with _scenario([], before=8) as (server, _, session):
+            events = await long_poll(session, server.url + "/events", 0, 3)
+            ids = _ids(events)
+            expect(len(ids) <= 3, f"returned {len(ids)} events for count=3 (ids {ids}): one answer "
+                   "can carry more events than you still need")
+            expect_equal(ids, [1, 2, 3], "ids with since=0, count=3")
+
     async def prompt() -> None:
         delays = []
         async with _scenario([], run_for=0) as (server, source, session):
@@ -185,6 +194,10 @@ async def check_long_poll(long_poll: Callable[..., Awaitable[list[dict]]]) -> bo
                                 "send since=<id of the last event you got>; stop at `count`."))
     results.append(await acheck("starts after `since`", after_since,
                                 "the first request must carry the `since` you were given."))
+    results.append(await acheck("returns exactly `count` events, even when an answer brings more",
+                                at_most_count,
+                                "keep only the events you still need: the last answer may "
+                                "overshoot `count`."))
     results.append(await acheck("one request per answer, each asking the server to wait", not_busy,
                                 "pass wait=<seconds> (e.g. 10) so the server holds the request; "
                                 "do not sleep between requests."))
@@ -193,5 +206,6 @@ async def check_long_poll(long_poll: Callable[..., Awaitable[list[dict]]]) -> bo
     results.append(await acheck("delivers each event within milliseconds", prompt,
                                 "re-request at once after each answer, with wait > 0."))
     results.append(await acheck("an HTTP error (400) raises instead of looping or returning",
-                                http_error, "call response.raise_for_status()."))
+                                http_error, "aiohttp does not raise on a 4xx/5xx answer by itself: "
+                                "check the response's status before reading its body."))
     return summary(results, "long_poll")

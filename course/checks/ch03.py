@@ -41,8 +41,11 @@ class _Recorder:
         self.handler = handler
         self.errors: list[BaseException] = []
         self.finished = 0
+        self.started_at: list[float] = []
+        self.ended_at: list[float] = []
 
     async def __call__(self, websocket: ServerConnection) -> None:
+        self.started_at.append(time.monotonic())
         try:
             result = self.handler(websocket)
             if not asyncio.iscoroutine(result) and not isinstance(result, asyncio.Future):
@@ -54,6 +57,7 @@ class _Recorder:
         except BaseException as error:  # noqa: BLE001 - reported by the check instead
             self.errors.append(error)
         finally:
+            self.ended_at.append(time.monotonic())
             self.finished += 1
 
     def raise_first(self) -> None:
@@ -118,6 +122,30 @@ async def _until(condition: Callable[[], bool], limit: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(what)
         await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def _loop_lag(tick: float = 0.01) -> AsyncIterator[list[float]]:
+    """Measure how late the event loop wakes a ticker task while the body runs.
+
+    Blocking code (``time.sleep``, a busy loop) freezes every task of the loop:
+    the ticker then wakes late by about as long as the loop was blocked.
+    """
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(tick)
+            lags.append(time.monotonic() - before - tick)
+
+    task = asyncio.create_task(ticker())
+    try:
+        yield lags
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # --------------------------------------------------------------------------- push_news
@@ -199,14 +227,28 @@ async def check_push_news(push_news: Callable) -> bool:
         expect_equal(messages, texts, "messages received")
 
     async def paced():
-        interval = 0.15
-        messages, times, _ = await _push_case(push_news, ["a", "b", "c", "d"], interval)
+        interval = 0.2
+        async with _loop_lag() as lags:
+            messages, times, recorder = await _push_case(push_news, ["a", "b", "c", "d"], interval)
+        frozen = max(lags, default=0.0)
+        expect(frozen < 0.6 * interval,
+               f"the event loop froze for {frozen * 1000:.0f} ms while push_news waited: a "
+               "blocking wait (time.sleep) stops every other task of the kernel, other "
+               "clients and keepalive pings included")
         expect_equal(messages, ["a", "b", "c", "d"], "messages received")
         expect_equal(len(times), 4, "calls to websocket.send")
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
         expect(min(gaps) >= 0.9 * interval,
                f"two messages were sent {min(gaps) * 1000:.0f} ms apart; expected at least "
-               f"{interval * 1000:.0f} ms (await asyncio.sleep(interval) between two sends)")
+               f"{interval * 1000:.0f} ms between two sends")
+        before_first = times[0] - recorder.started_at[0]
+        expect(before_first < 0.5 * interval,
+               f"the first item left {before_first * 1000:.0f} ms after the client connected: "
+               "wait between two messages, not before the first")
+        after_last = recorder.ended_at[0] - times[-1]
+        expect(after_last < 0.5 * interval,
+               f"push_news returned {after_last * 1000:.0f} ms after sending the last item: "
+               "wait between two messages, not after the last (the client waits for nothing)")
 
     async def stops_when_client_leaves():
         recorder = _Recorder(lambda ws: push_news(ws, [f"item {i}" for i in range(200)], 0.02))
@@ -229,11 +271,13 @@ async def check_push_news(push_news: Callable) -> bool:
 
     results = [
         await acheck("pushes every item, in order", in_order,
-                     hint="`for item in items: await websocket.send(item)`."),
+                     hint="one text message per item, in the order of `items` "
+                          "(not the list itself, not the items joined)."),
         await acheck("no items: sends nothing and returns", empty),
         await acheck("any text: empty, non-ASCII, 70 000 characters", any_text, timeout=10),
         await acheck("waits `interval` seconds between two messages", paced, timeout=10,
-                     hint="`await asyncio.sleep(interval)` (never time.sleep: it blocks the loop)."),
+                     hint="wait without blocking the event loop, and only between two "
+                          "messages (the exercise text says how)."),
         await acheck("stops when the client leaves", stops_when_client_leaves, timeout=10,
                      hint="let ConnectionClosed propagate out of push_news."),
     ]
@@ -260,7 +304,8 @@ async def check_broadcast_handler(broadcast_handler: Handler, clients: set) -> b
     async def with_clients(n: int, recorder: _Recorder, url: str) -> list[ClientConnection]:
         conns = [await _connect(url) for _ in range(n)]
         try:
-            await _until(lambda: len(clients) == n, 2.0, "")
+            await _until(lambda: len(clients) == n or recorder.errors, 2.0, "")
+            recorder.raise_first()  # the handler failed: say why at once
         except AssertionError:
             recorder.raise_first()
             raise AssertionError(f"{n} clients connected but the set holds {len(clients)}") from None
@@ -283,7 +328,8 @@ async def check_broadcast_handler(broadcast_handler: Handler, clients: set) -> b
     async def registers(url, recorder):
         conns = [await _connect(url) for _ in range(3)]
         try:
-            await _until(lambda: len(clients) == 3, 2.0, "")
+            await _until(lambda: len(clients) == 3 or recorder.errors, 2.0, "")
+            recorder.raise_first()
         except AssertionError:
             recorder.raise_first()
             raise AssertionError(f"3 clients connected but the set holds {len(clients)} "
@@ -362,7 +408,8 @@ async def check_broadcast_handler(broadcast_handler: Handler, clients: set) -> b
                       hint="for each `client` in the set except `websocket`: send the message."),
         await acheck("keeps each sender's order; several senders", lambda: run(keeps_order)),
         await acheck("removes clients that leave, cleanly or not", lambda: run(forgets_leavers),
-                     hint="`try: async for message in websocket: ... finally: clients.discard(websocket)`."),
+                     hint="remove the connection however its loop ends: a `finally:` block "
+                          "runs after a clean close and after an error alike."),
         await acheck("clients vanishing mid-broadcast don't break the others",
                      lambda: run(survives_vanished_peer), timeout=10,
                      hint="`broadcast(others, message)` (imported above) skips closed connections; "
