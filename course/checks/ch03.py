@@ -230,11 +230,13 @@ async def check_push_news(push_news: Callable) -> bool:
         interval = 0.2
         async with _loop_lag() as lags:
             messages, times, recorder = await _push_case(push_news, ["a", "b", "c", "d"], interval)
-        frozen = max(lags, default=0.0)
-        expect(frozen < 0.6 * interval,
-               f"the event loop froze for {frozen * 1000:.0f} ms while push_news waited: a "
-               "blocking wait (time.sleep) stops every other task of the kernel, other "
-               "clients and keepalive pings included")
+        # A blocking wait freezes the loop for the 3 gaps (0.6 s, in one piece or three); a
+        # busy machine may delay the ticker now and then, far less in total.
+        frozen = sum(lag for lag in lags if lag >= 0.5 * interval)
+        expect(frozen < 1.5 * interval,
+               f"the event loop froze for {frozen * 1000:.0f} ms in all while push_news "
+               "waited: a blocking wait (time.sleep) stops every other task of the kernel, "
+               "other clients and keepalive pings included")
         expect_equal(messages, ["a", "b", "c", "d"], "messages received")
         expect_equal(len(times), 4, "calls to websocket.send")
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
