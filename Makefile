@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 NBVAL  := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=300
 LESSONS   := $(sort $(wildcard notebooks/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
-# Parallel workers for `make test` (xdist; notebooks stay whole per worker).
-JOBS ?= 2
+# Parallel workers for `make test` (xdist; notebooks stay whole per worker). The suite mostly
+# waits (servers, kernels, browsers), so 4 workers fit 2 cores; `JOBS=1 make test` on a small machine.
+JOBS ?= 4
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -58,7 +59,7 @@ system-deps:
 	fi
 
 test: $(VENV)/.installed-test system-deps
-	$(BIN)/pytest -n $(JOBS) --dist loadfile $(NBVAL) -p no:cacheprovider -rs \
+	$(BIN)/pytest -n $(JOBS) --dist loadfile $(NBVAL) -p no:cacheprovider -rs --durations=15 \
 	  tests notebooks solutions exercises
 
 notebooks: $(VENV)/.installed-test
