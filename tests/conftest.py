@@ -6,6 +6,7 @@ Missing system parts skip the tests that need them with a loud reason, except un
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -127,6 +128,14 @@ class Lab:
     def notebook_url(self, relpath: str, host: str = "127.0.0.1") -> str:
         """The page of a notebook; ``host=REMOTE_HOSTNAME`` needs ``start_lab(remote=True)``."""
         return f"{self.url.replace('127.0.0.1', host, 1)}/lab/tree/{relpath}?reset"
+
+    def put_setting(self, plugin: str, values: dict) -> None:
+        """Change a JupyterLab user setting through the server's settings API."""
+        body = json.dumps({"raw": json.dumps(values)}).encode()
+        request = urllib.request.Request(f"{self.url}/lab/api/settings/{plugin}", data=body,
+                                         method="PUT", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status in (200, 204), response.status
 
 
 def start_lab(root: Path, settings: Path, *, command: list[str] | None = None,

@@ -39,15 +39,6 @@ def cleanup_source() -> str:
     return [c for c in nb.cells if c.cell_type == "code"][-1].source.splitlines()[0]
 
 
-def _put_setting(lab, plugin: str, values: dict) -> None:
-    """Change a JupyterLab user setting through the server's settings API."""
-    body = json.dumps({"raw": json.dumps(values)}).encode()
-    request = urllib.request.Request(f"{lab.url}/lab/api/settings/{plugin}", data=body,
-                                     method="PUT", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status in (200, 204), response.status
-
-
 def _shutdown_sessions(lab) -> None:
     """Stop the kernels the test started (the next test opens the notebook afresh)."""
     with urllib.request.urlopen(f"{lab.url}/api/sessions", timeout=30) as response:
@@ -102,8 +93,8 @@ def lab4(jupyterlab_remote):
     if importlib.util.find_spec("jupyter_server_proxy") is None:
         pytest.fail("jupyter-server-proxy is not installed: pip install -r requirements.txt")
     # Render every cell (JupyterLab 4 skips off-screen cells by default); no news pop-up.
-    _put_setting(jupyterlab_remote, "@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
-    _put_setting(jupyterlab_remote, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
+    jupyterlab_remote.put_setting("@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
+    jupyterlab_remote.put_setting("@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     return jupyterlab_remote
 
 

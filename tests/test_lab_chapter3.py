@@ -15,10 +15,8 @@ Set ``LAB_SCREENSHOTS=/some/dir`` to save screenshots while debugging.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,15 +40,6 @@ def _shot(page, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
-
-
-def _put_setting(lab, plugin: str, values: dict) -> None:
-    """Change a JupyterLab user setting through the server's settings API."""
-    body = json.dumps({"raw": json.dumps(values)}).encode()
-    request = urllib.request.Request(f"{lab.url}/lab/api/settings/{plugin}", data=body,
-                                     method="PUT", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status in (200, 204), response.status
 
 
 def _menu(page, top: str, item: str) -> None:
@@ -93,8 +82,8 @@ def _errors(page) -> list[str]:
 def test_chapter3_runs_live_in_jupyterlab(jupyterlab, chromium):
     # Render every cell (JupyterLab 4 only renders the cells in view by default), and
     # no "news" pop-up over the cells.
-    _put_setting(jupyterlab, "@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
-    _put_setting(jupyterlab, "@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
+    jupyterlab.put_setting("@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
+    jupyterlab.put_setting("@jupyterlab/apputils-extension:notification", {"fetchNews": "false"})
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     console_errors: list[str] = []
