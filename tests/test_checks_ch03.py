@@ -227,6 +227,21 @@ def make_handler(kind: str):
         finally:
             clients.discard(websocket)
 
+    async def unguarded_sends(websocket):  # one vanished peer ends the sender's handler
+        clients.add(websocket)
+        try:
+            async for message in websocket:
+                for client in list(clients):
+                    if client is not websocket:
+                        await client.send(message)
+        finally:
+            clients.discard(websocket)
+
+    async def forgets_nobody_registers_late(websocket):  # registers after the first message
+        async for message in websocket:
+            clients.add(websocket)
+            broadcast([c for c in clients if c is not websocket], message)
+
     return locals()[kind], clients
 
 
@@ -254,6 +269,8 @@ def test_broadcast_says_not_implemented_on_the_stub(capsys):
     ("removes_only_on_clean_close", "removes clients that leave, cleanly or not"),
     ("removes_only_on_clean_close", "clients vanishing mid-broadcast don't break the others"),
     ("relays_first_only", "keeps each sender's order; several senders"),
+    ("unguarded_sends", "clients vanishing mid-broadcast don't break the others"),
+    ("forgets_nobody_registers_late", "registers each connected client in the set"),
 ])
 def test_broadcast_fails_on_a_wrong_solution(kind, failing, capsys):
     handler, clients = make_handler(kind)
