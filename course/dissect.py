@@ -16,11 +16,12 @@ so ``tests/sanitize.cfg`` masks that exact form.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from course.protocol import Frame, FrameHeader, FrameReader, apply_mask, parse_frame_header
 
-__all__ = ["Recorder", "start_recorder", "split_head", "CapturedFrame", "frames_in",
+__all__ = ["Link", "Recorder", "start_recorder", "split_head", "CapturedFrame", "frames_in",
            "show_frame", "show_frames", "length_form", "RFC_KEY", "raw_upgrade",
            "read_frames", "PeerClosed"]
 
@@ -46,6 +47,27 @@ RFC_FIGURE = """\
 + - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - +"""
 
 
+@dataclass
+class Link:
+    """One relayed TCP connection, as the :class:`Recorder` saw it.
+
+    Attributes:
+        number: 1 for the first connection, 2 for the next...
+        to_server: The bytes this client sent.
+        to_client: The bytes the server sent back.
+        last_to_server: ``time.monotonic()`` of the client's last bytes (``None``: none yet).
+        last_to_client: The same for the server.
+        open: Whether both directions still run.
+    """
+
+    number: int
+    to_server: bytearray = field(default_factory=bytearray)
+    to_client: bytearray = field(default_factory=bytearray)
+    last_to_server: float | None = None
+    last_to_client: float | None = None
+    open: bool = True
+
+
 class Recorder:
     """A TCP proxy on 127.0.0.1 that forwards to a server and records both directions.
 
@@ -53,6 +75,7 @@ class Recorder:
         port: Where clients should connect (instead of the server's port).
         to_server: Every byte clients sent, concatenated.
         to_client: Every byte the server sent back, concatenated.
+        links: Each connection on its own (:class:`Link`), in the order they came.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -60,14 +83,22 @@ class Recorder:
         self.port = 0
         self.to_server = bytearray()
         self.to_client = bytearray()
+        self.links: list[Link] = []
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    record: bytearray) -> None:
+                    link: Link, upstream: bool) -> None:
+        record, mine = ((self.to_server, link.to_server) if upstream
+                        else (self.to_client, link.to_client))
         try:
             while data := await reader.read(65536):
                 record += data
+                mine += data
+                if upstream:
+                    link.last_to_server = time.monotonic()
+                else:
+                    link.last_to_client = time.monotonic()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -85,12 +116,15 @@ class Recorder:
         except OSError:
             c_writer.close()
             return
-        tasks = [asyncio.create_task(self._pipe(c_reader, s_writer, self.to_server)),
-                 asyncio.create_task(self._pipe(s_reader, c_writer, self.to_client))]
+        link = Link(len(self.links) + 1)
+        self.links.append(link)
+        tasks = [asyncio.create_task(self._pipe(c_reader, s_writer, link, upstream=True)),
+                 asyncio.create_task(self._pipe(s_reader, c_writer, link, upstream=False))]
         self._tasks.update(tasks)
         try:
             await asyncio.gather(*tasks)
         finally:
+            link.open = False
             self._tasks.difference_update(tasks)
             s_writer.close()
             c_writer.close()
@@ -99,6 +133,7 @@ class Recorder:
         """Forget what was recorded so far."""
         self.to_server.clear()
         self.to_client.clear()
+        self.links.clear()
 
     def close(self) -> None:
         """Stop listening and cut the connections still open."""
@@ -158,17 +193,19 @@ class CapturedFrame:
     payload: bytes
 
 
-def frames_in(data: bytes) -> list[CapturedFrame]:
+def frames_in(data: bytes, *, partial: bool = False) -> list[CapturedFrame]:
     """Cut a stream of frames into :class:`CapturedFrame` objects, without validating them.
 
     Args:
         data: Frame bytes (no HTTP head), e.g. the ``rest`` of :func:`split_head`.
+        partial: Accept data that ends in the middle of a frame (a stream still
+            arriving): that last piece is left out.
 
     Returns:
         Every complete frame, in order.
 
     Raises:
-        ValueError: If the data ends in the middle of a frame.
+        ValueError: If the data ends in the middle of a frame (unless ``partial``).
     """
     data = bytes(data)
     frames = []
@@ -177,6 +214,8 @@ def frames_in(data: bytes) -> list[CapturedFrame]:
         header = parse_frame_header(data[pos:pos + 14])
         end = pos + (header.header_length + header.payload_length if header else 0)
         if header is None or end > len(data):
+            if partial:
+                break
             raise ValueError(f"incomplete frame at byte {pos} of {len(data)}")
         body = data[pos + header.header_length:end]
         payload = apply_mask(body, header.mask) if header.mask is not None else body

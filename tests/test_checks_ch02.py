@@ -122,6 +122,9 @@ WRONG = {
         "decodes the key first": lambda k: base64.b64encode(
             hashlib.sha1(base64.b64decode(k) + GUID.encode()).digest()).decode(),
         "hex digest": lambda k: hashlib.sha1((k + GUID).encode()).hexdigest(),
+        "GUID first": lambda k: base64.b64encode(hashlib.sha1((GUID + k).encode()).digest()).decode(),
+        "base64 of the hex digest": lambda k: base64.b64encode(
+            hashlib.sha1((k + GUID).encode()).hexdigest().encode()).decode(),
     },
     "encode_frame": {
         "7-bit form up to 126": make_encode(small_limit=126),
@@ -165,6 +168,7 @@ def test_stub_fails_politely(name, capsys):
     assert all(line.startswith("❌") for line in out), out
     assert all("not implemented yet" in line for line in out[:-1])
     assert "Traceback" not in "\n".join(out)
+    assert "Hint" not in "\n".join(out), "no hint before a real attempt"
 
 
 @pytest.mark.parametrize("name,mistake", [(n, m) for n in WRONG for m in WRONG[n]])
@@ -223,11 +227,41 @@ def test_real_server_check_passes_and_fails(capsys):
 
 async def good_handshake(reader, writer):
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(1):
             key = validate_request(parse_request(await reader.readuntil(b"\r\n\r\n")))
     except HandshakeError as error:
         writer.write(error.response())
         await writer.drain()
+        return False
+    except TimeoutError:
+        return False
+    writer.write(accept_response(key))
+    await writer.drain()
+    return True
+
+
+async def no_deadline_handshake(reader, writer):  # the issue's wrong answer: waits forever
+    try:
+        key = validate_request(parse_request(await reader.readuntil(b"\r\n\r\n")))
+    except HandshakeError as error:
+        writer.write(error.response())
+        await writer.drain()
+        return False
+    writer.write(accept_response(key))
+    await writer.drain()
+    return True
+
+
+async def escaping_timeout_handshake(reader, writer):  # a deadline, but TimeoutError escapes
+    async with asyncio.timeout(1):
+        return await no_deadline_handshake(reader, writer)
+
+
+async def no_drain_on_error_handshake(reader, writer):  # never answers a bad request
+    try:
+        async with asyncio.timeout(1):
+            key = validate_request(parse_request(await reader.readuntil(b"\r\n\r\n")))
+    except (HandshakeError, TimeoutError):
         return False
     writer.write(accept_response(key))
     await writer.drain()
@@ -288,16 +322,33 @@ def test_check_reply_to(capsys):
 
 
 def test_check_handshake(capsys):
-    assert asyncio.run(ch02.check_handshake(good_handshake)) is True
+    assert asyncio.run(ch02.check_handshake(good_handshake, stalled_limit=3)) is True
     assert all(line.startswith("✅") for line in lines(capsys))
     assert asyncio.run(ch02.check_handshake(astub)) is False
     out = capsys.readouterr().out
     assert "not implemented yet" in out and "Traceback" not in out
-    assert asyncio.run(ch02.check_handshake(lax_handshake)) is False
+    assert asyncio.run(ch02.check_handshake(lax_handshake, stalled_limit=3)) is False
     assert "426" in capsys.readouterr().out
 
 
-def make_server(handshake, reply_to, errors):
+@pytest.mark.parametrize("wrong, named", [
+    (no_deadline_handshake, "your handshake has no deadline"),
+    (lax_handshake, "your handshake has no deadline"),
+    (escaping_timeout_handshake, "let TimeoutError escape"),
+    (no_drain_on_error_handshake, "expected 'HTTP/1.1 426"),
+])
+def test_check_handshake_names_the_mistake(capsys, wrong, named):
+    assert asyncio.run(ch02.check_handshake(wrong, stalled_limit=3)) is False
+    failed = [line for line in lines(capsys) if line.startswith("❌") and "Hint:" in line]
+    assert any(named in line for line in failed), failed
+
+
+def test_check_handshake_gives_no_hint_to_a_stub(capsys):
+    assert asyncio.run(ch02.check_handshake(astub)) is False
+    assert not any("Hint" in line for line in lines(capsys))
+
+
+def make_server(handshake, reply_to, errors, *, one_frame_per_read=False):
     async def serve_connection(reader, writer):
         frames = FrameReader(expect_masked=True)
         assembler = MessageAssembler()
@@ -309,6 +360,8 @@ def make_server(handshake, reply_to, errors):
                     writer.write(out)
                     if over:
                         return
+                    if one_frame_per_read:  # the classic bug: the rest waits for the next read
+                        break
             except ProtocolError as error:
                 writer.write(encode_frame(Opcode.CLOSE, encode_close(error.close_code)))
                 return
@@ -329,9 +382,10 @@ def make_server(handshake, reply_to, errors):
     return handle
 
 
-async def run_echo_check(handshake, reply_to):
+async def run_echo_check(handshake, reply_to, **bug):
     errors: list[BaseException] = []
-    server = await asyncio.start_server(make_server(handshake, reply_to, errors), "127.0.0.1", 0)
+    server = await asyncio.start_server(make_server(handshake, reply_to, errors, **bug),
+                                        "127.0.0.1", 0)
     try:
         return await ch02.check_echo_server(server.sockets[0].getsockname()[1], errors)
     finally:
@@ -347,6 +401,29 @@ def test_check_echo_server(capsys):
     assert asyncio.run(run_echo_check(good_handshake, text_as_binary_reply)) is False
     failed = [line for line in lines(capsys) if line.startswith("❌")]
     assert any("echo text" in line for line in failed)
+
+
+def test_check_echo_server_catches_one_frame_per_read(capsys):
+    assert asyncio.run(run_echo_check(good_handshake, good_reply, one_frame_per_read=True)) is False
+    failed = [line for line in lines(capsys) if line.startswith("❌") and "Hint:" in line]
+    assert any("two frames arrived in one read and 1 came back" in line for line in failed), failed
+
+
+def test_check_autobahn_names_the_case_that_stalls(capsys):
+    async def main():
+        errors: list[BaseException] = []
+        server = await asyncio.start_server(
+            make_server(good_handshake, good_reply, errors, one_frame_per_read=True), "127.0.0.1", 0)
+        try:
+            return await ch02.check_autobahn(server.sockets[0].getsockname()[1], errors,
+                                             include=["2.9", "2.10"], stall=1.0, timeout=20)
+        finally:
+            server.close()
+
+    assert asyncio.run(main()) is None
+    out = capsys.readouterr().out
+    assert "❌ Autobahn stopped at case 2.10: Send 10 Pings with payload." in out, out
+    assert "Hint:" in out and "until next_frame() returns None" in out, out
 
 
 async def run_autobahn_check(handshake, reply_to):

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,7 +153,8 @@ def check_accept_key(accept_key: Callable[[str], str]) -> bool:
     keys = [base64.b64encode(bytes(range(i, i + 16))).decode() for i in (0, 16, 200)]
     results = [
         check(f"RFC 6455 §1.3: {RFC_KEY!r} → {RFC_ACCEPT!r}", same(RFC_KEY, RFC_ACCEPT),
-              f"sha1((key + {GUID!r}).encode()), then base64; the key is used as text, not decoded"),
+              "the key and the GUID are joined as text (the key is not base64-decoded), "
+              "in that order; the digest, not its hex form, is what gets base64-encoded."),
         *[check(f"key {k!r} gives the same as websockets", same(k)) for k in keys],
     ]
     return summary(results, "accept_key")
@@ -369,11 +372,13 @@ async def _exchange(port: int, request: bytes) -> bytes:
         writer.close()
 
 
-async def check_handshake(handshake: Callable[..., Any]) -> bool:
+async def check_handshake(handshake: Callable[..., Any], *, stalled_limit: float = 8.0) -> bool:
     """Check ``async handshake(reader, writer) -> bool`` over a real TCP connection.
 
     A valid upgrade must get ``101`` with the right ``Sec-WebSocket-Accept`` and
-    ``True``; a plain HTTP request must get a 4xx answer and ``False``.
+    ``True``; a plain HTTP request must get a 4xx answer and ``False``; a client that
+    sends half a request and then nothing must be let go (``False``) within
+    ``stalled_limit`` seconds.
     """
     from course.checks import acheck
 
@@ -417,14 +422,46 @@ async def check_handshake(handshake: Callable[..., Any]) -> bool:
             expect(returned == [ok], f"handshake() should return {ok}, returned {returned[:1]}")
         return test
 
+    async def half_request_then_silence() -> None:
+        returned.clear()
+        errors.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(good[:40])  # half a request line, then nothing, ever
+            await writer.drain()
+            started = asyncio.get_running_loop().time()
+            while not (returned or errors):
+                waited = asyncio.get_running_loop().time() - started
+                if waited > stalled_limit:
+                    raise AssertionError(
+                        f"a client that sent half a request {waited:.0f} s ago still holds the "
+                        "connection: your handshake has no deadline, so a few hundred such "
+                        "clients (slowloris) take every file descriptor of the server")
+                await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+        if errors and isinstance(errors[0], TimeoutError):
+            raise AssertionError("your deadline fired, but handshake() let TimeoutError escape "
+                                 "instead of returning False")
+        if errors:
+            raise errors[0]
+        expect(returned == [False], f"handshake() should return False when the client never "
+               f"finishes its request, returned {returned[:1]}")
+
     try:
         results = [
             await acheck("RFC example upgrade → 101 + Sec-WebSocket-Accept, returns True",
                          case(good, "101", True, True),
-                         "read up to b'\\r\\n\\r\\n', then parse_request, validate_request, accept_response"),
+                         "the head ends at the first blank line; course.protocol parses, "
+                         "validates and answers it (see the list above)."),
             await acheck("plain HTTP GET (no Upgrade) → 426, returns False",
                          case(plain, "426", False, False),
-                         "catch HandshakeError and write error.response()"),
+                         "a bad request raises HandshakeError, which carries its own HTTP answer."),
+            await acheck("a client that stalls mid-request is let go, returns False",
+                         half_request_then_silence,
+                         "bound the read of the head with a deadline (asyncio.timeout) and "
+                         "return False when it expires (TimeoutError).",
+                         timeout=stalled_limit + 2),
         ]
     finally:
         server.close()
@@ -482,6 +519,35 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
         waiter = await ws.ping(b"are you there?")
         await waiter
 
+    async def two_in_one_write() -> None:
+        from course.dissect import PeerClosed, raw_upgrade, read_frames
+        from course.protocol import FrameReader, Opcode, encode_frame
+
+        try:
+            reader, writer, _, head = await raw_upgrade(port, timeout=3)
+        except Exception as error:
+            raise explain(error) from None
+        try:
+            expect(head.startswith(b"HTTP/1.1 101"), "the opening handshake failed")
+            key = os.urandom(4)
+            writer.write(encode_frame(Opcode.TEXT, b"first", mask=key)
+                         + encode_frame(Opcode.TEXT, b"second", mask=key))
+            parser = FrameReader(expect_masked=False)
+            frames: list[Any] = []
+            try:
+                while len(frames) < 2:
+                    frames += await read_frames(reader, 1, parser, timeout=2)
+            except (TimeoutError, PeerClosed):
+                if server_errors:
+                    raise server_errors[-1] from None
+                echoed = f" ({frames[0].payload!r})" if frames else ""
+                raise AssertionError(
+                    f"two frames arrived in one read and {len(frames)} came back{echoed}: the "
+                    "other one was lost, or still waits in your FrameReader") from None
+            expect_equal([f.payload for f in frames], [b"first", b"second"], "the echoes")
+        finally:
+            writer.close()
+
     async def close(ws: Any) -> None:
         await ws.close()
         rcvd = ws.protocol.close_rcvd
@@ -495,6 +561,9 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
             await acheck("echo binary 300 bytes", using_connection(lambda ws: echo(ws, _payload(300)))),
             await acheck("echo 70000 bytes (64-bit length)",
                          using_connection(lambda ws: echo(ws, _payload(70000)))),
+            await acheck("two messages in one TCP write: both are echoed", two_in_one_write,
+                         "one read() may hold several frames: after each read, take every "
+                         "frame the FrameReader has, not just one."),
             await acheck("ping is answered with pong", using_connection(ping),
                          "answer Opcode.PING with Opcode.PONG, same payload"),
             await acheck("closing handshake: close 1000 answered with 1000", using_connection(close),
@@ -560,10 +629,10 @@ async def run_autobahn(port: int, include: Sequence[str] = AUTOBAHN_SUBSET, *,
         try:
             async with asyncio.timeout(timeout):
                 _, stderr = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
+        finally:  # timed out or cancelled (see check_autobahn): never leave kosoku running
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
         index_path = Path(outdir) / "index.json"
         if not index_path.exists():
             raise RuntimeError(f"kosoku wrote no report: {stderr.decode(errors='replace')[-300:]}")
@@ -616,18 +685,142 @@ def summarize_autobahn(results: dict[str, dict[str, Any]], *, show_failures: int
     return counts
 
 
+def selected_cases(include: Sequence[str]) -> list[str]:
+    """The Autobahn case ids that ``include`` selects, in the order kosoku runs them."""
+    import fnmatch
+
+    from kosoku.cases import CASES  # kosoku's own index, sorted like its runs
+
+    return [case for case in CASES if any(fnmatch.fnmatchcase(case, p) for p in include)]
+
+
+def _frames(data: bytes) -> list[Any]:
+    """The complete frames after the HTTP head of one direction of a relayed connection."""
+    from course.dissect import frames_in, split_head
+
+    try:
+        _, rest = split_head(bytes(data))
+    except ValueError:  # the head is not complete yet
+        return []
+    return frames_in(rest, partial=True)
+
+
+def _stalled(link: Any, stall: float) -> bool:
+    """True when the server owes the client answers and nothing moved for ``stall`` s.
+
+    The server owes one frame per complete message (its echo), per ping (a pong) and
+    for a close (its close). A server that answered everything may still see an idle
+    connection: kosoku waits for its own timeouts on some failing cases.
+    """
+    from course.protocol import Opcode
+
+    if not link.open or _idle(link) <= stall:
+        return False
+    sent = _frames(link.to_server)
+    owed = sum(1 for f in sent if f.header.opcode in (Opcode.PING, Opcode.CLOSE)
+               or (f.header.fin and f.header.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION)))
+    return len(_frames(link.to_client)) < owed
+
+
+async def _watch(run: asyncio.Task, relay: Any, stall: float) -> Any:
+    """Wait for ``run`` to end; if a relayed connection stalls first, cancel it and return it."""
+    while not run.done():
+        await asyncio.wait({run}, timeout=0.2)
+        stuck = next((link for link in relay.links if _stalled(link, stall)), None)
+        if stuck is not None:
+            run.cancel()
+            return stuck
+    return None
+
+
+def _describe_stall(link: Any, case: str, stall: float) -> str:
+    """Why the connection of a stuck Autobahn case is stuck, and what usually causes it."""
+    from course.protocol import Opcode
+
+    sent, answered = _frames(link.to_server), _frames(link.to_client)
+    kinds = ", ".join(Opcode(f.header.opcode).name for f in sent[:8]) + (", …" if len(sent) > 8 else "")
+    try:
+        from kosoku.cases import CASES
+
+        what = " ".join(CASES[case].DESCRIPTION.split())[:160]
+    except Exception:  # kosoku's index is a convenience, not a requirement
+        what = ""
+    text = (f"{FAIL} Autobahn stopped at case {case}{': ' + what if what else ''}\n"
+            f"   kosoku sent {len(sent)} frame(s) ({kinds or 'none'}); your server answered "
+            f"{len(answered)}; then nothing moved for {stall:.0f} s.")
+    if not sent:
+        hint = "kosoku is waiting for your server after the handshake: did you drain the 101?"
+    else:
+        hint = ("your server waits for bytes it already has. One read() can bring several "
+                "frames (or all the fragments of a message): after each read, take every frame "
+                "the FrameReader holds, until next_frame() returns None.")
+    return text + f"\n   Hint: {hint}"
+
+
+def _idle(link: Any) -> float:
+    """Seconds since bytes last moved on a relayed connection, either way."""
+    return time.monotonic() - max(link.last_to_server or 0, link.last_to_client or 0)
+
+
+async def _report_stall(port: int, cases: Sequence[str], stall: float,
+                        server_errors: Sequence[BaseException]) -> None:
+    """Find the first case that hangs, alone on the connection, and explain it.
+
+    kosoku opens the connections of its cases nearly at once, so a stuck connection does
+    not tell which case it belongs to: run the cases one by one (about 0.15 s each) until
+    one gets no answer within ``stall`` seconds.
+    """
+    from course.dissect import start_recorder
+
+    for case in cases:
+        relay = await start_recorder("127.0.0.1", port)
+        run = asyncio.create_task(run_autobahn(relay.port, [case], timeout=stall + 30))
+        try:
+            stuck = await _watch(run, relay, stall)
+            if stuck is None and run.exception() is not None and relay.links:
+                stuck = relay.links[-1]  # not stalled by our rule, but it never ended
+            if stuck is not None:
+                print(_describe_stall(stuck, case, stall))
+                break
+        finally:
+            if not run.done():
+                run.cancel()
+            with contextlib.suppress(BaseException):
+                await run
+            relay.close()
+    else:
+        print(f"{FAIL} Autobahn stopped: a connection got no answer for {stall:.0f} s, but no "
+              "case hangs when run alone (does your server handle several clients at once?)")
+    if server_errors:
+        cause = server_errors[-1]
+        print(f"   Your server also raised {type(cause).__name__}: {cause}")
+
+
 async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (), *,
                          include: Sequence[str] = AUTOBAHN_SUBSET,
-                         timeout: float = 60.0) -> dict[str, int] | None:
+                         timeout: float = 60.0, stall: float = 5.0) -> dict[str, int] | None:
     """Run the Autobahn subset against the server on ``port`` and print the summary.
 
     A quick echo probe runs first: if the server cannot even echo (e.g. it is not
     implemented yet), Autobahn is skipped with one ❌ line instead of 50 failures.
+    The cases run through a recording relay (:class:`course.dissect.Recorder`): when a
+    connection stays silent for ``stall`` seconds, the run stops, the cases are replayed
+    one by one to find the one that hangs, and the check names it, says what was sent and
+    answered, and hints at the cause.
+
+    Args:
+        port: The server's port on 127.0.0.1.
+        server_errors: Exceptions the server's handler caught, reported if the run fails.
+        include: Case ids or globs.
+        timeout: Seconds for the whole run.
+        stall: Seconds a case may wait for the server's answer (raise it for 9.*: big messages).
 
     Returns:
-        The counts by status, or ``None`` if skipped.
+        The counts by status, or ``None`` if skipped or stopped.
     """
     from websockets.asyncio.client import connect
+
+    from course.dissect import start_recorder
 
     try:
         async with asyncio.timeout(3):
@@ -641,11 +834,22 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
         print(f"{FAIL} Autobahn skipped: your server does not echo yet ({why}). "
               "Make check_echo_server pass first.")
         return None
+    relay = await start_recorder("127.0.0.1", port)
+    run = asyncio.create_task(run_autobahn(relay.port, include, timeout=timeout))
+    stalled = False
     try:
-        results = await run_autobahn(port, include, timeout=timeout)
-    except Exception as error:
-        print(f"{FAIL} Autobahn could not run: {type(error).__name__}: {error}")
+        stalled = await _watch(run, relay, stall) is not None
+        results = await run
+    except (Exception, asyncio.CancelledError) as error:
+        if not stalled and isinstance(error, asyncio.CancelledError):
+            raise  # not our doing: the cell was interrupted
+        if stalled or isinstance(error, TimeoutError):
+            await _report_stall(port, selected_cases(include), stall, server_errors)
+        else:
+            print(f"{FAIL} Autobahn could not run: {type(error).__name__}: {error}")
         return None
+    finally:
+        relay.close()
     counts = summarize_autobahn(results)
     failed = sum(n for s, n in counts.items() if s not in ("OK", "NON-STRICT", "INFORMATIONAL"))
     if failed:
