@@ -879,7 +879,8 @@ async def check_with_real_server(accept_key: Callable[[str], str], encode_frame:
         except ConnectionClosed:
             pass
 
-    server = await serve(echo, "127.0.0.1", 0, compression=None, max_size=None)
+    server = await serve(echo, "127.0.0.1", 0, compression=None, max_size=None,
+                         ping_interval=None)  # our raw client answers no keepalive ping
     port = server.sockets[0].getsockname()[1]
     conn: dict[str, Any] = {}
 
