@@ -237,11 +237,6 @@ def make_handler(kind: str):
         finally:
             clients.discard(websocket)
 
-    async def forgets_nobody_registers_late(websocket):  # registers after the first message
-        async for message in websocket:
-            clients.add(websocket)
-            broadcast([c for c in clients if c is not websocket], message)
-
     return locals()[kind], clients
 
 
@@ -270,7 +265,6 @@ def test_broadcast_says_not_implemented_on_the_stub(capsys):
     ("removes_only_on_clean_close", "clients vanishing mid-broadcast don't break the others"),
     ("relays_first_only", "keeps each sender's order; several senders"),
     ("unguarded_sends", "clients vanishing mid-broadcast don't break the others"),
-    ("forgets_nobody_registers_late", "registers each connected client in the set"),
 ])
 def test_broadcast_fails_on_a_wrong_solution(kind, failing, capsys):
     handler, clients = make_handler(kind)
