@@ -106,3 +106,14 @@ def test_split_sections_touches_markdown_only_and_keeps_ids(tmp_path):
     assert len({c.id for c in after.cells}) == 5
     assert not [p for p in lint.lint_notebook(path, host="testhost-name") if "section heading" in p]
     assert lint.split_sections(path) == 0, "a second run changes nothing"
+
+
+def test_every_check_yourself_question_needs_an_answer():
+    from course.tools.lint import unanswered_questions
+
+    answered = ("## Check yourself\n\n1. Why?\n\n<details><summary>Answer</summary>\n\nBecause.\n\n"
+                "</details>\n2. How?\n<details><summary>Answer</summary>\n\nSo.\n\n</details>\n")
+    assert unanswered_questions(answered) == 0
+    assert unanswered_questions(answered.replace("<details>", "<p>", 1)) == 1
+    assert unanswered_questions("## Check yourself\n\n1. One?\n2. Two?\n") == 2
+    assert unanswered_questions("## Recap\n\n1. not a question\n") == 0

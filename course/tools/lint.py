@@ -147,6 +147,22 @@ def split_sections(path: Path) -> int:
     return added
 
 
+def unanswered_questions(source: str) -> int:
+    """How many numbered questions of a Check-yourself cell have no ``<details>`` answer.
+
+    Each question (a line starting ``1.``, ``2.``...) must be followed by its collapsed
+    answer, ``<details><summary>Answer</summary> … </details>``, before the next question.
+    """
+    if not source.startswith("## Check yourself"):
+        return 0
+    missing = 0
+    blocks = re.split(r"^\s*\d+\.\s", source, flags=re.M)[1:]  # the text after each question
+    for block in blocks:
+        if "<details>" not in block:
+            missing += 1
+    return missing
+
+
 def lint_notebook(path: Path, host: str | None = None) -> list[str]:
     """Return the problems of one notebook, each a readable line."""
     host = host or socket.gethostname()
@@ -183,6 +199,10 @@ def lint_notebook(path: Path, host: str | None = None) -> list[str]:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
+        missing = unanswered_questions(cell.source)
+        if missing:
+            problems.append(f"{name}: cell #{index + 1} (Check yourself) has {missing} question(s) "
+                            "without a <details><summary>Answer</summary> block")
         for heading in misplaced_headings(cell.source):
             problems.append(f"{name}: cell #{index + 1} (markdown, id {cell.get('id')}) starts the "
                             f"section {heading!r} after other text: a section heading must "
