@@ -146,7 +146,7 @@ def test_push_news_fails_on_a_wrong_solution(wrong, failing, capsys):
 
 
 @pytest.mark.parametrize("wrong, named", [
-    (push_time_sleep, "the event loop froze"),
+    (push_time_sleep, "the event loop ran nothing else"),
     (push_sleeps_after_each, "after sending the last item"),
     (push_sleeps_before_each, "not before the first"),
 ])
