@@ -175,6 +175,21 @@ class UpstreamControl(widgets.VBox):
         if error is not None:
             self.show_answer(f"send failed: {type(error).__name__}: {error}")
 
+    def reset(self, value: int = 0) -> None:
+        """Put the slider back to ``value`` and empty the text box, sending nothing.
+
+        A cell that sets the slider (``control.slider.value = 42``) sends only if the value
+        changes: a re-run of that cell calls ``reset()`` first, so it sends again.
+        """
+        self.slider.unobserve(self._changed, names="value")
+        self.text.unobserve(self._changed, names="value")
+        try:
+            self.slider.value = value
+            self.text.value = ""
+        finally:
+            self.slider.observe(self._changed, names="value")
+            self.text.observe(self._changed, names="value")
+
     def show_answer(self, text: str) -> None:
         """Display ``text`` (e.g. the server's latest answer) in the answer line."""
         self.answer.value = text
