@@ -8,7 +8,8 @@ of this tree or of a git revision (``--rev``, e.g. the commit before the fix):
 
 Scenarios:
 
-* **stall**: three healthy clients (client 0 sends as fast as the server lets it) and one
+* **stall**: three healthy clients (client 0 sends as fast as its own echo comes back,
+  at most ``WINDOW`` messages ahead: a sender the healthy readers keep up with) and one
   stalled reader (a real socket with a tiny receive window that completes the handshake,
   then never reads) for ``--seconds``.  Reported: the longest and the p95 gap between two
   deliveries to a healthy client (a client still waiting at the end counts the wait),
@@ -50,6 +51,7 @@ HUB_QUEUE = 8            #: as in notebook 03
 HUB_TEXT = 32 * 1024     #: the notebook's big messages (random: compression cannot shrink them)
 CHAT_TEXT = "€" * 500    #: the chat's longest text: 3000 bytes once JSON-escaped
 STOP_BOUND = 20.0        #: seconds after which stopping counts as hung
+WINDOW = 32              #: the sender stays at most this many messages ahead of its own echo
 
 
 def load(rev: str | None) -> tuple[ModuleType, ModuleType]:
@@ -167,6 +169,8 @@ async def stall(target: Target, seconds: float) -> dict:
             while True:
                 sent += 1  # counted first: a send cut short by the timeout has written its frame
                 await sender.send(target.message(sent - 1, big=True))
+                while sent - len(readers[0].seqs) > WINDOW:  # as fast as the readers drain
+                    await asyncio.sleep(0.001)
     except TimeoutError:
         pass
     try:

@@ -29,7 +29,7 @@ A frame larger than :data:`MAX_FRAME_BYTES` is refused by aiohttp with close cod
 1009 (message too big).  Layering: :func:`parse_client_message` is pure (no I/O);
 :class:`ChatServer` owns the sockets and knows no widgets; it broadcasts through
 :class:`course.fanout.Fanout`, the same bounded queues as ``course.live.Hub``: one tab
-that stops reading is dropped with close code 1008 after a grace period instead of
+that stops reading is dropped with close code 1008 ("too slow: ...") instead of
 holding up every other tab, and stopping never waits for it.
 """
 
@@ -128,9 +128,9 @@ class ChatServer:
     """The chat room: an aiohttp app serving ``/`` (the page) and ``/ws`` (the WebSocket).
 
     Each page gets a bounded send queue and a writer task (:attr:`room`, a
-    :class:`course.fanout.Fanout`); a broadcast waits for room in a full queue, so a burst
-    slows its sender down instead of dropping anybody, and a page whose queue stays full
-    for ``grace`` seconds is closed with 1008 ("too slow: send queue full").
+    :class:`course.fanout.Fanout`); a broadcast never waits for a page.  A burst is
+    absorbed; a page whose queue stays full (``queue_size`` messages) for ``grace``
+    seconds, or outgrows ``max_bytes``, is closed with 1008 ("too slow: send queue full").
 
     Args:
         allowed_origins: browsers send an ``Origin`` header; by default only pages
@@ -142,8 +142,9 @@ class ChatServer:
             jupyter-server-proxy (``…/proxy/PORT/``) the page's origin is the Jupyter
             server's, and the proxy passes the browser's ``Host`` header on: the
             same-host rule still admits the chat's own page, and only it.
-        queue_size: messages each page's queue holds (at least 1).
-        grace: seconds a page may stay behind (queue full) before it is dropped.
+        queue_size: messages in a page's queue that count as full (at least 1).
+        grace: seconds a page's queue may stay full before it is dropped.
+        max_bytes: bytes a page's queue may hold; beyond, it is dropped at once.
         close_timeout: seconds a closing page has to answer the close frame before its
             TCP connection is aborted; :meth:`stop` never takes much longer than this.
 
@@ -152,9 +153,9 @@ class ChatServer:
     """
 
     def __init__(self, *, allowed_origins: str | set[str] | None = None, queue_size: int = 16,
-                 grace: float = 1.0, close_timeout: float = 2.0):
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0):
         self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
-        self.room = Fanout(queue_size, grace=grace, close_timeout=close_timeout)
+        self.room = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
         self.next_id = 1
         self.host = ""
@@ -205,13 +206,13 @@ class ChatServer:
             ChatError: the text or name is invalid (same rules as for clients).
         """
         message = parse_client_message(json.dumps({"type": "message", "text": text, "name": name}))
-        return await self._broadcast_message(message)
+        return self._broadcast_message(message)
 
-    async def _broadcast_message(self, message: dict[str, str]) -> dict[str, Any]:
+    def _broadcast_message(self, message: dict[str, str]) -> dict[str, Any]:
         payload = {"type": "message", "id": self.next_id, **message}
         self.next_id += 1
-        self.history.append(payload)  # then broadcast at once: a page that joins later has it
-        await self.room.broadcast(json.dumps(payload))  # waits while a queue is full
+        self.history.append(payload)  # a page that joins later gets it in its welcome
+        self.room.broadcast(json.dumps(payload))  # never waits for a slow page
         return payload
 
     def _origin_allowed(self, request: web.Request) -> bool:
@@ -236,22 +237,22 @@ class ChatServer:
         if transport is None:  # gone already
             return ws
         peer = transport.get_extra_info("peername") or ("?", 0)
-        outbox = self.room.join(
+        self.room.join(
             ws, f"{peer[0]}:{peer[1]}", send=ws.send_str,
             close=lambda code, reason: ws.close(code=code, message=reason.encode()),
             abort=transport.abort, buffered=transport.get_write_buffer_size)
-        outbox.offer(json.dumps({"type": "welcome", "history": list(self.history)}))
+        self.room.send(ws, json.dumps({"type": "welcome", "history": list(self.history)}))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     try:
                         message = parse_client_message(msg.data)
                     except ChatError as error:
-                        await outbox.put(json.dumps(error.as_payload()))
+                        self.room.send(ws, json.dumps(error.as_payload()))
                     else:
-                        await self._broadcast_message(message)
+                        self._broadcast_message(message)
                 elif msg.type == WSMsgType.BINARY:
-                    await outbox.put(json.dumps(ChatError(
+                    self.room.send(ws, json.dumps(ChatError(
                         ErrorCode.BINARY, "binary messages are not accepted; send JSON text").as_payload()))
                 # ERROR (e.g. frame too big): aiohttp closes the connection with
                 # code 1009 by itself, and the loop ends.
@@ -270,7 +271,8 @@ async def start(host: str = "127.0.0.1", port: int = 0, *,
         host: interface to listen on (keep ``127.0.0.1`` unless you mean to share it).
         port: TCP port; 0 picks a free one (read it from ``server.port``).
         allowed_origins: see :class:`ChatServer`.
-        **options: ``queue_size``, ``grace``, ``close_timeout`` (see :class:`ChatServer`).
+        **options: ``queue_size``, ``grace``, ``max_bytes``, ``close_timeout`` (see
+            :class:`ChatServer`).
 
     Raises:
         OSError: the address is already in use or cannot be bound.

@@ -2,33 +2,33 @@
 
 This is the transport-agnostic core of a broadcast hub, after gorilla/websocket's chat
 example: every client gets a bounded send queue (an :class:`Outbox`) drained by its own
-writer task, and the :class:`Fanout` relays each message into every queue.  It knows
-nothing of ``websockets`` or ``aiohttp``: a client is three callables, a coroutine that
-sends one text, a coroutine that closes with a code and a reason, and a function that
-aborts the TCP connection.  ``course.live.Hub`` (``websockets``) and ``course.chat``
-(``aiohttp``) both broadcast through it.
+writer task, and the :class:`Fanout` puts each message into every queue, without ever
+waiting for anybody.  It knows nothing of ``websockets`` or ``aiohttp``: a client is
+three callables, a coroutine that sends one text, a coroutine that closes with a code
+and a reason, and a function that aborts the TCP connection.  ``course.live.Hub``
+(``websockets``) and ``course.chat`` (``aiohttp``) both broadcast through it.
 
-**The slow-client rule.**  A burst is not a slow client: twelve messages arriving at once
-fill a queue of eight for a few milliseconds, then the writer drains it.  So a client is
-too slow only when its backlog *lasts*:
+**The slow-client rule.**  A burst is not a slow client: a dozen messages arriving at
+once fill a queue of eight for a few milliseconds, then the writer drains it.  So the
+queue's size (``queue_size`` messages) is where the clock starts, not a wall, and a client
+is too slow only when its backlog *lasts*, or outgrows the memory it may use:
 
-* its queue filled up and has not drained back to half its size for longer than the
-  grace period (:data:`Verdict.QUEUE_FULL`); or
+* its queue reached ``queue_size`` messages and has not drained back to half of that for
+  longer than ``grace`` seconds (:data:`Verdict.QUEUE_FULL`);
+* its queue holds more than ``max_bytes`` (and more than one message): too slow at once,
+  whatever the clock says; this bounds the server's memory (:data:`Verdict.QUEUE_FULL`);
 * its queue has room but its transport's write buffer has stayed above ``max_buffered``
-  bytes for longer than the grace period (:data:`Verdict.BUFFER_FULL`: one big message
-  stuck in front of a reader that stopped).
+  bytes for longer than ``grace`` (:data:`Verdict.BUFFER_FULL`: big messages stuck in
+  front of a reader that stopped, in a room too quiet to fill the queue).
 
 :func:`observe` and :func:`judge` are that rule as two pure functions (no I/O, no clock);
-:class:`Fanout` runs them in a thin watchdog loop and closes a slow client with 1008.
+an :class:`Outbox` applies it each time a message is queued, and :class:`Fanout` in a
+thin watchdog loop; a slow client is closed with 1008 and a reason naming the verdict.
 
-**Backpressure absorbs bursts.**  When a queue is full, :meth:`Fanout.broadcast` does not
-drop anybody: it hands the message to every client that has room, then *waits* for room in
-the full queues.  The connection handler awaiting ``broadcast`` stops reading its sender
-meanwhile, so TCP slows the sender down to what the readers drain.  The wait is bounded:
-a queue that stays full past the grace period gets its client dropped, which frees the
-waiter.  Memory stays bounded (``queue_size`` messages per client), a burst of any length
-is delivered to everyone who reads, and while one client stalls the others wait at most
-about one grace period, once, instead of for as long as it stalls.
+**Why not wait for room instead** (backpressure on the sender)?  While the hub waits, it
+stops reading the sender's connection, pings included: with a short keepalive the sender
+itself gets disconnected, and every other client waits for the slowest one.  Here nobody
+waits: healthy clients keep receiving while a stalled one runs out of grace or of bytes.
 
 **Closing is bounded.**  A peer that reads nothing never answers a close frame, and the
 close frame itself may sit behind megabytes it will never read.  :func:`close_within`
@@ -48,12 +48,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = [
-    "Verdict", "Event", "Backlog", "SlowRule", "observe", "judge", "close_within",
+    "Verdict", "Event", "SlowRule", "Load", "Backlog", "observe", "judge", "close_within",
     "Outbox", "Fanout", "stalled_reader", "SLOW_CLOSE_CODE", "GOING_AWAY",
 ]
 
 SLOW_CLOSE_CODE = 1008   #: policy violation: the code a too-slow client is closed with
 GOING_AWAY = 1001        #: the server is stopping
+KIB = 1024
 
 
 class Verdict(str, enum.Enum):
@@ -78,12 +79,57 @@ class Event(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class SlowRule:
+    """The parameters of the slow-client rule.
+
+    Args:
+        queue_size: messages in a queue that count as full (the clock starts), at least 1.
+        grace: seconds a full queue, or an over-full write buffer, may last.
+        max_bytes: bytes a queue may hold (beyond: too slow at once); a queue may
+            always hold one message, whatever its size.
+        max_buffered: bytes a transport's write buffer may hold for longer than ``grace``.
+
+    Raises:
+        ValueError: ``queue_size`` below 1, ``grace`` not positive, a negative bound.
+    """
+
+    queue_size: int = 16
+    grace: float = 1.0
+    max_bytes: int = 1024 * KIB
+    max_buffered: int = 256 * KIB
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+        if not self.grace > 0:
+            raise ValueError(f"grace must be > 0 seconds, got {self.grace}")
+        if self.max_bytes < 0 or self.max_buffered < 0:
+            raise ValueError(f"max_bytes and max_buffered must be >= 0, got "
+                             f"{self.max_bytes} and {self.max_buffered}")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one client's outbox holds at one moment.
+
+    Attributes:
+        queued: messages in its queue.
+        queued_bytes: their total size in bytes.
+        buffered: bytes in its transport's write buffer.
+    """
+
+    queued: int = 0
+    queued_bytes: int = 0
+    buffered: int = 0
+
+
+@dataclass(frozen=True)
 class Backlog:
     """The history the rule needs about one client.
 
     Attributes:
-        full_since: when its queue filled up, or ``None`` if it has drained back to
-            half its size since (or never filled).
+        full_since: when its queue became full, or ``None`` if it has drained back to
+            half since (or never was full).
         over_since: when its write buffer went above the bound, or ``None`` if it was
             at or below the bound at the last observation.
     """
@@ -92,63 +138,37 @@ class Backlog:
     over_since: float | None = None
 
 
-@dataclass(frozen=True)
-class SlowRule:
-    """The parameters of the slow-client rule.
+def observe(backlog: Backlog, load: Load, now: float, rule: SlowRule) -> Backlog:
+    """Update a client's history with what it holds at ``now``.
 
-    Args:
-        grace: seconds a backlog may last before the client counts as too slow.
-        max_buffered: bytes a transport's write buffer may hold for longer than
-            ``grace`` while the queue has room.
-
-    Raises:
-        ValueError: ``grace`` not positive, or ``max_buffered`` negative.
-    """
-
-    grace: float = 1.0
-    max_buffered: int = 256 * 1024
-
-    def __post_init__(self) -> None:
-        if not self.grace > 0:
-            raise ValueError(f"grace must be > 0 seconds, got {self.grace}")
-        if self.max_buffered < 0:
-            raise ValueError(f"max_buffered must be >= 0 bytes, got {self.max_buffered}")
-
-
-def observe(backlog: Backlog, *, queued: int, capacity: int, buffered: int,
-            max_buffered: int, now: float) -> Backlog:
-    """Update a client's history with what its queue and buffer hold at ``now``.
-
-    A queue counts as backed up from the moment it is full until it has drained to
-    half its size (``capacity // 2``): a writer that keeps up empties it right after a
-    burst, while a writer that trickles one message out as the next one comes in keeps
-    it full.
+    A queue counts as backed up from the moment it holds ``queue_size`` messages until it
+    has drained to half of that (``queue_size // 2``): a writer that keeps up empties it
+    right after a burst, a writer that trickles one message out as the next comes in
+    keeps it full.
 
     Args:
         backlog: the history so far.
-        queued: messages waiting in the queue now.
-        capacity: the queue's size.
-        buffered: bytes in the transport's write buffer now.
-        max_buffered: the bound on ``buffered``.
-        now: the current time, in seconds (any monotonic clock).
+        load: what the client's queue and write buffer hold now.
+        now: the current time in seconds (any monotonic clock).
+        rule: the rule's parameters.
 
     Returns:
         The new history (``backlog`` itself is not changed).
     """
     full_since = backlog.full_since
-    if queued >= capacity:
+    if load.queued >= rule.queue_size:
         full_since = now if full_since is None else full_since
-    elif queued <= capacity // 2:
+    elif load.queued <= rule.queue_size // 2:
         full_since = None
     over_since = backlog.over_since
-    if buffered > max_buffered:
+    if load.buffered > rule.max_buffered:
         over_since = now if over_since is None else over_since
     else:
         over_since = None
     return replace(backlog, full_since=full_since, over_since=over_since)
 
 
-def judge(backlog: Backlog, *, now: float, grace: float) -> Verdict:
+def judge(backlog: Backlog, load: Load, now: float, rule: SlowRule) -> Verdict:
     """Is this client too slow?
 
     A backed-up queue is judged by how long it has been backed up; only a queue with room
@@ -157,15 +177,18 @@ def judge(backlog: Backlog, *, now: float, grace: float) -> Verdict:
 
     Args:
         backlog: the client's history (see :func:`observe`).
+        load: what it holds now.
         now: the current time, on the same clock.
-        grace: seconds a backlog may last.
+        rule: the rule's parameters.
 
     Returns:
         :data:`Verdict.KEEPING_UP`, or why the client is too slow.
     """
+    if load.queued > 1 and load.queued_bytes > rule.max_bytes:
+        return Verdict.QUEUE_FULL
     if backlog.full_since is not None:
-        return Verdict.QUEUE_FULL if now - backlog.full_since > grace else Verdict.KEEPING_UP
-    if backlog.over_since is not None and now - backlog.over_since > grace:
+        return Verdict.QUEUE_FULL if now - backlog.full_since > rule.grace else Verdict.KEEPING_UP
+    if backlog.over_since is not None and now - backlog.over_since > rule.grace:
         return Verdict.BUFFER_FULL
     return Verdict.KEEPING_UP
 
@@ -202,7 +225,10 @@ async def close_within(close: Coroutine[Any, Any, Any], timeout: float | None,
 
 
 class Outbox:
-    """One client's bounded send queue and its writer task (gorilla's ``writePump``).
+    """One client's send queue and its writer task (gorilla's ``writePump``).
+
+    The queue itself never refuses a message: :meth:`push` queues it and says whether
+    the client is now too slow; the caller drops it if so.
 
     Args:
         name: how the client appears in events and logs (e.g. ``"127.0.0.1:50312"``).
@@ -211,97 +237,69 @@ class Outbox:
         abort: function dropping the TCP connection at once.
         buffered: function returning the bytes in the transport's write buffer
             (``transport.get_write_buffer_size``); ``None`` counts as always 0.
-        capacity: the queue's size (at least 1).
         rule: the slow-client rule.
         close_timeout: seconds :meth:`close` waits for the handshake before aborting.
-
-    Raises:
-        ValueError: ``capacity`` below 1.
     """
 
     def __init__(self, name: str, *, send: Callable[[str], Awaitable[Any]],
                  close: Callable[[int, str], Coroutine[Any, Any, Any]],
                  abort: Callable[[], None], buffered: Callable[[], int] | None = None,
-                 capacity: int = 16, rule: SlowRule = SlowRule(),
-                 close_timeout: float | None = 10.0) -> None:
-        if capacity < 1:
-            raise ValueError(f"queue size must be at least 1, got {capacity}")
+                 rule: SlowRule = SlowRule(), close_timeout: float | None = 10.0) -> None:
         self.name = name
-        self.capacity = capacity
         self.rule = rule
         self.close_timeout = close_timeout
         self.backlog = Backlog()
         self.sent = 0
+        self.closed = False
         self._send, self._close, self._abort = send, close, abort
         self._buffered = buffered or (lambda: 0)
-        self._queue: deque[str] = deque()
+        self._queue: deque[tuple[str, int]] = deque()
+        self._bytes = 0
         self._has_items = asyncio.Event()
-        self._has_room = asyncio.Event()
-        self._has_room.set()
         self._writer: asyncio.Task | None = None
-        self.closed = False
 
     def __repr__(self) -> str:
-        return f"Outbox({self.name!r}, queued={len(self._queue)}/{self.capacity}, sent={self.sent})"
+        return (f"Outbox({self.name!r}, queued={len(self._queue)}, "
+                f"bytes={self._bytes}, sent={self.sent})")
 
-    @property
-    def queued(self) -> int:
-        """Messages waiting in the queue."""
-        return len(self._queue)
-
-    def _buffered_now(self) -> int:
+    def load(self) -> Load:
+        """What the queue and the transport's write buffer hold now."""
         try:
-            return self._buffered()
+            buffered = self._buffered()
         except (AttributeError, OSError):  # the transport is already gone
-            return 0
-
-    def note(self, now: float | None = None) -> Backlog:
-        """Record the queue's and the buffer's state now in :attr:`backlog` and return it."""
-        now = asyncio.get_running_loop().time() if now is None else now
-        self.backlog = observe(self.backlog, queued=len(self._queue), capacity=self.capacity,
-                               buffered=self._buffered_now(),
-                               max_buffered=self.rule.max_buffered, now=now)
-        return self.backlog
+            buffered = 0
+        return Load(len(self._queue), self._bytes, buffered)
 
     def verdict(self, now: float | None = None) -> Verdict:
-        """Observe, then apply the rule: is this client too slow right now?"""
+        """Observe the load now, update :attr:`backlog`, and apply the rule."""
         now = asyncio.get_running_loop().time() if now is None else now
-        return judge(self.note(now), now=now, grace=self.rule.grace)
+        load = self.load()
+        self.backlog = observe(self.backlog, load, now, self.rule)
+        return judge(self.backlog, load, now, self.rule)
 
     def start(self, on_gone: Callable[[Outbox], None]) -> None:
         """Start the writer task; ``on_gone(self)`` runs if a send fails (the peer left)."""
         if self._writer is None:
             self._writer = asyncio.create_task(self._pump(on_gone), name=f"writer {self.name}")
 
-    def offer(self, text: str) -> bool:
-        """Queue ``text`` if there is room, without waiting.
+    def push(self, text: str, size: int | None = None) -> Verdict:
+        """Queue ``text`` (never waits) and say whether the client is now too slow.
+
+        Args:
+            text: the message.
+            size: its size in bytes, if the caller knows it (a broadcast computes it once).
 
         Returns:
-            ``False`` if the queue is full or the outbox is closed.
+            The rule's verdict after queueing (:data:`Verdict.KEEPING_UP` if the outbox
+            is closed: the message is discarded, there is nobody left to judge).
         """
-        if self.closed or len(self._queue) >= self.capacity:
-            return False
-        self._queue.append(text)
+        if self.closed:
+            return Verdict.KEEPING_UP
+        size = len(text.encode()) if size is None else size
+        self._queue.append((text, size))
+        self._bytes += size
         self._has_items.set()
-        if len(self._queue) >= self.capacity:
-            self._has_room.clear()
-        self.note()
-        return True
-
-    async def put(self, text: str) -> bool:
-        """Queue ``text``, waiting for room if the queue is full (backpressure).
-
-        The wait ends when the writer makes room, or when the outbox is closed (for
-        instance because the client was judged too slow).
-
-        Returns:
-            ``False`` if the outbox was closed before ``text`` could be queued.
-        """
-        while not self.offer(text):
-            if self.closed:
-                return False
-            await self._has_room.wait()
-        return True
+        return self.verdict()
 
     async def _pump(self, on_gone: Callable[[Outbox], None]) -> None:
         while True:
@@ -309,11 +307,11 @@ class Outbox:
             if not self._queue:
                 self._has_items.clear()
                 continue
-            text = self._queue.popleft()
+            text, size = self._queue.popleft()
+            self._bytes -= size
             if not self._queue:
                 self._has_items.clear()
-            self._has_room.set()
-            self.note()
+            self.verdict()  # record the drain (the history is reset at half)
             try:
                 await self._send(text)
             except Exception:  # noqa: BLE001 - whatever the library raises, the peer is gone
@@ -323,10 +321,10 @@ class Outbox:
             self.sent += 1
 
     def shut(self) -> None:
-        """Stop the writer, refuse new messages and release every waiting :meth:`put`."""
+        """Stop the writer and discard what is queued; later pushes are ignored."""
         self.closed = True
         self._queue.clear()
-        self._has_room.set()
+        self._bytes = 0
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
 
@@ -360,37 +358,39 @@ class Fanout:
     """Every client's outbox, and one broadcast that reaches them all (gorilla's ``Hub``).
 
     Args:
-        queue_size: each client's queue size (at least 1).
-        grace: seconds a client's backlog may last before it is dropped (see
-            :func:`judge`).
+        queue_size: messages in a client's queue that count as full (at least 1).
+        grace: seconds a client's queue may stay full (see :func:`judge`).
+        max_bytes: bytes a client's queue may hold; beyond, it is dropped at once.
         max_buffered: bytes a client's write buffer may hold for longer than ``grace``.
         close_timeout: seconds a closing client has to read its backlog and answer
             the close frame before its TCP connection is aborted (``None``: no limit).
         on_event: optional ``on_event(kind, name)``, ``kind`` an :class:`Event` value.
 
     Raises:
-        ValueError: ``queue_size`` below 1, or a bad ``grace`` / ``max_buffered``.
+        ValueError: a bad ``queue_size``, ``grace`` or bound (see :class:`SlowRule`).
     """
 
     def __init__(self, queue_size: int = 16, *, grace: float = 1.0,
-                 max_buffered: int = 256 * 1024, close_timeout: float | None = 10.0,
+                 max_bytes: int = 1024 * KIB, max_buffered: int = 256 * KIB,
+                 close_timeout: float | None = 10.0,
                  on_event: Callable[[str, str], None] | None = None) -> None:
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
-        self.queue_size = queue_size
-        self.rule = SlowRule(grace, max_buffered)
+        self.rule = SlowRule(queue_size, grace, max_bytes, max_buffered)
         self.close_timeout = close_timeout
         self.on_event = on_event
         self.clients: dict[Hashable, Outbox] = {}
         self.relayed = 0
         self.dropped: list[str] = []
-        self._order = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
 
     @property
+    def queue_size(self) -> int:
+        """Messages in a client's queue that count as full."""
+        return self.rule.queue_size
+
+    @property
     def grace(self) -> float:
-        """Seconds a client's backlog may last before it is dropped."""
+        """Seconds a client's queue may stay full."""
         return self.rule.grace
 
     def __len__(self) -> int:
@@ -412,10 +412,10 @@ class Fanout:
             close_timeout: overrides the fanout's ``close_timeout`` for this client.
 
         Returns:
-            The client's outbox (queue a first message with ``outbox.offer``).
+            The client's outbox.
         """
         outbox = Outbox(name, send=send, close=close, abort=abort, buffered=buffered,
-                        capacity=self.queue_size, rule=self.rule,
+                        rule=self.rule,
                         close_timeout=self.close_timeout if close_timeout is None else close_timeout)
         self.clients[key] = outbox
         outbox.start(lambda _: self.leave(key))
@@ -431,23 +431,32 @@ class Fanout:
             outbox.shut()
             self._notify(Event.LEAVE, outbox.name)
 
-    async def broadcast(self, text: str) -> int:
-        """Queue ``text`` for every client, in one order that all clients share.
-
-        Clients with room get it at once; then this waits for room in the full queues
-        (at most about ``grace`` seconds: a queue that stays full gets its client dropped).
+    def send(self, key: Hashable, text: str, size: int | None = None) -> bool:
+        """Queue ``text`` for one client; drop it if that makes it too slow.
 
         Returns:
-            How many clients the message was queued for.
+            ``False`` if the client is unknown or was dropped.
         """
-        targets = list(self.clients.values())  # who is in the room when the message comes
+        outbox = self.clients.get(key)
+        if outbox is None:
+            return False
+        verdict = outbox.push(text, size)
+        if verdict is not Verdict.KEEPING_UP:
+            self.drop(key, verdict)
+            return False
+        return True
+
+    def broadcast(self, text: str) -> int:
+        """Queue ``text`` for every client, never waiting; drop those it makes too slow.
+
+        Every client gets the messages in the order of the calls, the same for all.
+
+        Returns:
+            How many clients the message was queued for (and kept).
+        """
         self.relayed += 1
-        async with self._order:  # one broadcast at a time: everybody sees the same order
-            waiting = [outbox for outbox in targets if not outbox.offer(text)]
-            queued = len(targets) - len(waiting)
-            for outbox in waiting:
-                queued += await outbox.put(text)
-        return queued
+        size = len(text.encode())
+        return sum(self.send(key, text, size) for key in list(self.clients))
 
     def drop(self, key: Hashable, verdict: Verdict = Verdict.QUEUE_FULL) -> None:
         """Disconnect a client now with 1008 and the verdict as reason; nobody waits for it.
@@ -460,11 +469,8 @@ class Fanout:
         self.dropped.append(outbox.name)
         self._notify(Event.DROP, outbox.name)
         reason = (verdict if verdict is not Verdict.KEEPING_UP else Verdict.QUEUE_FULL).close_reason
-        self._close_later(outbox, SLOW_CLOSE_CODE, reason)
-
-    def _close_later(self, outbox: Outbox, code: int, reason: str) -> None:
-        outbox.shut()  # release waiting broadcasts now, not when the close ends
-        task = asyncio.create_task(outbox.close(code, reason), name=f"close {outbox.name}")
+        outbox.shut()
+        task = asyncio.create_task(outbox.close(SLOW_CLOSE_CODE, reason), name=f"close {outbox.name}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -475,8 +481,8 @@ class Fanout:
             ``(name, verdict)`` for each client dropped.
         """
         now = asyncio.get_running_loop().time() if now is None else now
-        slow = [(key, outbox.name, outbox.verdict(now)) for key, outbox in list(self.clients.items())]
-        slow = [(key, name, verdict) for key, name, verdict in slow if verdict is not Verdict.KEEPING_UP]
+        judged = [(key, outbox.name, outbox.verdict(now)) for key, outbox in list(self.clients.items())]
+        slow = [(key, name, verdict) for key, name, verdict in judged if verdict is not Verdict.KEEPING_UP]
         for key, _, verdict in slow:
             self.drop(key, verdict)
         return [(name, verdict) for _, name, verdict in slow]

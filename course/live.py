@@ -18,10 +18,10 @@ client and the server share the kernel's clock, so the client can measure the
 push latency (server send -> widget update) exactly.
 
 The broadcast :class:`Hub` follows gorilla/websocket's chat example: one bounded
-send queue and one writer task per client (``course.fanout``); a burst waits for
-room instead of dropping anybody, and a client whose queue stays full for longer
-than a grace period is too slow and is disconnected (close code 1008) instead of
-stalling everybody; dead peers are found by the library's keepalive pings
+send queue and one writer task per client (``course.fanout``); a burst is
+absorbed, and a client whose queue stays full for longer than a grace period (or
+outgrows a byte bound) is too slow and is disconnected (close code 1008) instead
+of stalling everybody; dead peers are found by the library's keepalive pings
 (``ping_interval`` / ``ping_timeout``, the equivalent of gorilla's ``pingPeriod`` /
 ``pongWait``).
 """
@@ -398,12 +398,11 @@ class Hub(Fanout):
 
     Like gorilla/websocket's chat hub, each client has a bounded send queue and one
     writer task (the queues, the broadcast and the slow-client rule live in
-    :class:`course.fanout.Fanout`, shared with ``course.chat``).  A burst is absorbed:
-    when a queue is full, the broadcast waits for room, so the sender is slowed down
-    instead of anybody being dropped.  A client whose queue *stays* full for longer than
-    ``grace`` seconds (or whose write buffer stays above ``max_buffered`` bytes) is too
-    slow: it is closed with ``1008 POLICY_VIOLATION`` and forgotten, and the others wait
-    for it at most that long.
+    :class:`course.fanout.Fanout`, shared with ``course.chat``).  :meth:`broadcast` never
+    waits: it puts the message in each queue.  A burst is absorbed: ``queue_size`` is
+    where a clock starts, not a wall.  A client whose queue *stays* full for longer than
+    ``grace`` seconds, or outgrows ``max_bytes``, is too slow: it is closed with
+    ``1008 POLICY_VIOLATION`` and forgotten, and nobody else waits for it.
 
     The sender receives its own messages too (as in gorilla's chat): it sees the
     order in which the hub relayed them.
@@ -412,11 +411,12 @@ class Hub(Fanout):
         queue_size: capacity of each client's send queue (at least 1).
         on_event: optional callback ``on_event(kind, detail)`` for joins, leaves
             and drops (``kind`` is ``"join"``, ``"leave"`` or ``"drop"``).
-        grace: seconds a client's backlog may last before it is dropped.
+        grace: seconds a client's queue may stay full before it is dropped.
+        max_bytes: bytes a client's queue may hold; beyond, it is dropped at once.
         max_buffered: bytes a client's write buffer may hold for longer than ``grace``.
 
     Raises:
-        ValueError: ``queue_size`` below 1, ``grace`` not positive.
+        ValueError: ``queue_size`` below 1, ``grace`` not positive, a negative bound.
     """
 
     SLOW_CLOSE_CODE = CloseCode.POLICY_VIOLATION
@@ -424,8 +424,10 @@ class Hub(Fanout):
 
     def __init__(self, queue_size: int = 16,
                  on_event: Callable[[str, str], None] | None = None, *,
-                 grace: float = 1.0, max_buffered: int = 256 * 1024) -> None:
-        super().__init__(queue_size, grace=grace, max_buffered=max_buffered, on_event=on_event)
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024,
+                 max_buffered: int = 256 * 1024) -> None:
+        super().__init__(queue_size, grace=grace, max_bytes=max_bytes,
+                         max_buffered=max_buffered, on_event=on_event)
         self.errors: list[str] = []
 
     async def handler(self, websocket: ServerConnection) -> None:
@@ -445,11 +447,10 @@ class Hub(Fanout):
                     message = decode(frame)
                 except BadMessage as error:
                     self.errors.append(str(error))
-                    await outbox.put(encode(Kind.ERROR, text=str(error)))
+                    self.send(websocket, encode(Kind.ERROR, text=str(error)))
                     continue
                 message.setdefault("sender", outbox.name)
-                # Waits while a queue is full: this sender is not read meanwhile (backpressure).
-                await self.broadcast(json.dumps(message, separators=(",", ":")))
+                self.broadcast(json.dumps(message, separators=(",", ":")))
         except ConnectionClosed:  # dropped as too slow, or vanished without a close frame
             pass
         finally:

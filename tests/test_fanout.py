@@ -11,13 +11,15 @@ import time
 
 import pytest
 
-from course.fanout import Backlog, SlowRule, Verdict, close_within, judge, observe, stalled_reader
+from course.fanout import (Backlog, Load, SlowRule, Verdict, close_within, judge, observe,
+                           stalled_reader)
 
 CAP, BOUND = 8, 1000
+RULE = SlowRule(queue_size=CAP, grace=1.0, max_bytes=10_000, max_buffered=BOUND)
 
 
 def step(backlog, queued, buffered=0, now=0.0):
-    return observe(backlog, queued=queued, capacity=CAP, buffered=buffered, max_buffered=BOUND, now=now)
+    return observe(backlog, Load(queued, queued * 100, buffered), now, RULE)
 
 
 def history(*samples):
@@ -57,32 +59,37 @@ def test_observe_returns_a_new_history():
     assert before == Backlog() and after == Backlog(full_since=5.0)
 
 
-@pytest.mark.parametrize("backlog, now, verdict", [
-    (Backlog(), 100.0, Verdict.KEEPING_UP),
-    (Backlog(full_since=0.0), 0.5, Verdict.KEEPING_UP),          # a burst, within the grace
-    (Backlog(full_since=0.0), 1.0, Verdict.KEEPING_UP),          # exactly the grace: not longer
-    (Backlog(full_since=0.0), 1.01, Verdict.QUEUE_FULL),
-    (Backlog(over_since=0.0), 0.9, Verdict.KEEPING_UP),
-    (Backlog(over_since=0.0), 1.5, Verdict.BUFFER_FULL),
+@pytest.mark.parametrize("backlog, load, now, verdict", [
+    (Backlog(), Load(), 100.0, Verdict.KEEPING_UP),
+    (Backlog(full_since=0.0), Load(8, 800), 0.5, Verdict.KEEPING_UP),   # a burst, within the grace
+    (Backlog(full_since=0.0), Load(8, 800), 1.0, Verdict.KEEPING_UP),   # exactly the grace: not longer
+    (Backlog(full_since=0.0), Load(8, 800), 1.01, Verdict.QUEUE_FULL),
+    (Backlog(over_since=0.0), Load(buffered=5000), 0.9, Verdict.KEEPING_UP),
+    (Backlog(over_since=0.0), Load(buffered=5000), 1.5, Verdict.BUFFER_FULL),
     # both: the queue's own clock decides, so a stalled client gets one stable verdict
-    (Backlog(full_since=0.8, over_since=0.0), 1.5, Verdict.KEEPING_UP),
-    (Backlog(full_since=0.8, over_since=0.0), 1.9, Verdict.QUEUE_FULL),
+    (Backlog(full_since=0.8, over_since=0.0), Load(8, 800, 5000), 1.5, Verdict.KEEPING_UP),
+    (Backlog(full_since=0.8, over_since=0.0), Load(8, 800, 5000), 1.9, Verdict.QUEUE_FULL),
+    # more bytes than max_bytes: at once, whatever the clock says (the server's memory)
+    (Backlog(), Load(2, 10_001), 0.0, Verdict.QUEUE_FULL),
+    (Backlog(), Load(2, 10_000), 0.0, Verdict.KEEPING_UP),
+    (Backlog(), Load(1, 50_000), 0.0, Verdict.KEEPING_UP),  # one big message always fits
 ])
-def test_judge(backlog, now, verdict):
-    assert judge(backlog, now=now, grace=1.0) is verdict
+def test_judge(backlog, load, now, verdict):
+    assert judge(backlog, load, now, RULE) is verdict
 
 
-def test_a_burst_drained_in_time_is_never_slow_and_a_stall_is():
-    grace = 1.0
+def test_a_burst_drained_in_time_is_never_slow_and_a_trickle_is():
     burst = Backlog()
-    for t in range(0, 50):  # full for 0.1 s at a time, drained in between, for 5 s
-        burst = step(burst, CAP if t % 2 == 0 else 0, now=t * 0.1)
-        assert judge(burst, now=t * 0.1, grace=grace) is Verdict.KEEPING_UP
+    for t in range(0, 50):  # 12 messages at a time (more than the queue size), drained in between
+        queued = 12 if t % 2 == 0 else 0
+        burst = step(burst, queued, now=t * 0.1)
+        assert judge(burst, Load(queued, queued * 100), t * 0.1, RULE) is Verdict.KEEPING_UP
     trickle = Backlog()     # one message out, one in: never below half
     verdicts = []
     for t in range(0, 20):
-        trickle = step(trickle, CAP - t % 2, now=t * 0.1)
-        verdicts.append(judge(trickle, now=t * 0.1, grace=grace))
+        queued = CAP - t % 2
+        trickle = step(trickle, queued, now=t * 0.1)
+        verdicts.append(judge(trickle, Load(queued, queued * 100), t * 0.1, RULE))
     assert verdicts.index(Verdict.QUEUE_FULL) == 11  # first moment past 1.0 s
 
 
@@ -93,9 +100,11 @@ def test_verdicts_give_clear_close_reasons():
 
 
 @pytest.mark.parametrize("kwargs, message", [
+    ({"queue_size": 0}, "queue_size must be at least 1"),
     ({"grace": 0}, "grace must be > 0"),
     ({"grace": -1}, "grace must be > 0"),
-    ({"max_buffered": -1}, "max_buffered must be >= 0"),
+    ({"max_buffered": -1}, "max_bytes and max_buffered must be >= 0"),
+    ({"max_bytes": -1}, "max_bytes and max_buffered must be >= 0"),
 ])
 def test_slow_rule_rejects_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
