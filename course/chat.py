@@ -27,7 +27,10 @@ Wire format (JSON text messages on ``/ws``):
 
 A frame larger than :data:`MAX_FRAME_BYTES` is refused by aiohttp with close code
 1009 (message too big).  Layering: :func:`parse_client_message` is pure (no I/O);
-:class:`ChatServer` owns the sockets and knows no widgets.
+:class:`ChatServer` owns the sockets and knows no widgets; it broadcasts through
+:class:`course.fanout.Fanout`, the same bounded queues as ``course.live.Hub``: one tab
+that stops reading is dropped with close code 1008 ("too slow: ...") instead of
+holding up every other tab, and stopping never waits for it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from course.fanout import Fanout
 from course.protocol import CloseCode
 
 __all__ = [
@@ -123,6 +127,11 @@ def _page() -> bytes:
 class ChatServer:
     """The chat room: an aiohttp app serving ``/`` (the page) and ``/ws`` (the WebSocket).
 
+    Each page gets a bounded send queue and a writer task (:attr:`room`, a
+    :class:`course.fanout.Fanout`); a broadcast never waits for a page.  A burst is
+    absorbed; a page whose queue stays full (``queue_size`` messages) for ``grace``
+    seconds, or outgrows ``max_bytes``, is closed with 1008 ("too slow: send queue full").
+
     Args:
         allowed_origins: browsers send an ``Origin`` header; by default only pages
             served by this server (same host and port) may connect, which stops a
@@ -133,11 +142,20 @@ class ChatServer:
             jupyter-server-proxy (``…/proxy/PORT/``) the page's origin is the Jupyter
             server's, and the proxy passes the browser's ``Host`` header on: the
             same-host rule still admits the chat's own page, and only it.
+        queue_size: messages in a page's queue that count as full (at least 1).
+        grace: seconds a page's queue may stay full before it is dropped.
+        max_bytes: bytes a page's queue may hold; beyond, it is dropped at once.
+        close_timeout: seconds a closing page has to answer the close frame before its
+            TCP connection is aborted; :meth:`stop` never takes much longer than this.
+
+    Raises:
+        ValueError: ``queue_size`` below 1 or ``grace`` not positive.
     """
 
-    def __init__(self, *, allowed_origins: str | set[str] | None = None):
+    def __init__(self, *, allowed_origins: str | set[str] | None = None, queue_size: int = 16,
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0):
         self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
-        self.clients: set[web.WebSocketResponse] = set()
+        self.room = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
         self.next_id = 1
         self.host = ""
@@ -161,7 +179,8 @@ class ChatServer:
         """Listen on ``host:port`` (port 0: any free port) and return ``self``."""
         if self._runner is not None:
             raise RuntimeError("this ChatServer is already started")
-        runner = web.AppRunner(self.app, access_log=None)
+        runner = web.AppRunner(self.app, access_log=None,
+                               shutdown_timeout=self.room.close_timeout or 60.0)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         self._runner = runner
@@ -169,13 +188,16 @@ class ChatServer:
         return self
 
     async def stop(self) -> None:
-        """Close every client (code 1001, going away) and stop listening. Idempotent."""
+        """Close every client (code 1001, going away) and stop listening. Idempotent.
+
+        Bounded: a client that does not answer its close frame within ``close_timeout``
+        seconds is aborted, so this ends in about ``close_timeout`` whatever the peers do.
+        """
         if self._runner is None:
             return
-        for ws in list(self.clients):
-            await ws.close(code=CloseCode.GOING_AWAY, message=b"server stopping")
-        await self._runner.cleanup()
-        self._runner = None
+        runner, self._runner = self._runner, None
+        await self.room.stop(CloseCode.GOING_AWAY, "server stopping")
+        await runner.cleanup()
 
     async def post(self, text: str, name: str = "kernel") -> dict[str, Any]:
         """Broadcast a message as if a client had sent it; return what was sent.
@@ -184,18 +206,13 @@ class ChatServer:
             ChatError: the text or name is invalid (same rules as for clients).
         """
         message = parse_client_message(json.dumps({"type": "message", "text": text, "name": name}))
-        return await self._broadcast_message(message)
+        return self._broadcast_message(message)
 
-    async def _broadcast_message(self, message: dict[str, str]) -> dict[str, Any]:
+    def _broadcast_message(self, message: dict[str, str]) -> dict[str, Any]:
         payload = {"type": "message", "id": self.next_id, **message}
         self.next_id += 1
-        self.history.append(payload)
-        data = json.dumps(payload)
-        for ws in list(self.clients):
-            try:
-                await ws.send_str(data)
-            except (ConnectionError, RuntimeError):  # closing under our feet
-                self.clients.discard(ws)
+        self.history.append(payload)  # a page that joins later gets it in its welcome
+        self.room.broadcast(json.dumps(payload))  # never waits for a slow page
         return payload
 
     def _origin_allowed(self, request: web.Request) -> bool:
@@ -216,42 +233,52 @@ class ChatServer:
             await ws.prepare(request)
         except ConnectionError:  # the client left during the handshake
             return ws
-        self.clients.add(ws)
+        transport = request.transport
+        if transport is None:  # gone already
+            return ws
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.room.join(
+            ws, f"{peer[0]}:{peer[1]}", send=ws.send_str,
+            close=lambda code, reason: ws.close(code=code, message=reason.encode()),
+            abort=transport.abort, buffered=transport.get_write_buffer_size)
+        self.room.send(ws, json.dumps({"type": "welcome", "history": list(self.history)}))
         try:
-            await ws.send_json({"type": "welcome", "history": list(self.history)})
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     try:
                         message = parse_client_message(msg.data)
                     except ChatError as error:
-                        await ws.send_json(error.as_payload())
+                        self.room.send(ws, json.dumps(error.as_payload()))
                     else:
-                        await self._broadcast_message(message)
+                        self._broadcast_message(message)
                 elif msg.type == WSMsgType.BINARY:
-                    await ws.send_json(ChatError(ErrorCode.BINARY, "binary messages are not accepted; "
-                                                 "send JSON text").as_payload())
+                    self.room.send(ws, json.dumps(ChatError(
+                        ErrorCode.BINARY, "binary messages are not accepted; send JSON text").as_payload()))
                 # ERROR (e.g. frame too big): aiohttp closes the connection with
                 # code 1009 by itself, and the loop ends.
         except (ConnectionError, RuntimeError):
             pass
         finally:
-            self.clients.discard(ws)
+            self.room.leave(ws)
         return ws
 
 
 async def start(host: str = "127.0.0.1", port: int = 0, *,
-                allowed_origins: str | set[str] | None = None) -> ChatServer:
+                allowed_origins: str | set[str] | None = None, **options: Any) -> ChatServer:
     """Start a :class:`ChatServer` on ``host:port`` in the running event loop.
 
     Args:
         host: interface to listen on (keep ``127.0.0.1`` unless you mean to share it).
         port: TCP port; 0 picks a free one (read it from ``server.port``).
         allowed_origins: see :class:`ChatServer`.
+        **options: ``queue_size``, ``grace``, ``max_bytes``, ``close_timeout`` (see
+            :class:`ChatServer`).
 
     Raises:
         OSError: the address is already in use or cannot be bound.
+        ValueError: a bad option value.
     """
-    return await ChatServer(allowed_origins=allowed_origins).start(host, port)
+    return await ChatServer(allowed_origins=allowed_origins, **options).start(host, port)
 
 
 async def _serve(host: str, port: int) -> None:

@@ -18,10 +18,12 @@ client and the server share the kernel's clock, so the client can measure the
 push latency (server send -> widget update) exactly.
 
 The broadcast :class:`Hub` follows gorilla/websocket's chat example: one bounded
-send queue and one writer task per client; a client whose queue is full is too
-slow and is disconnected (close code 1008) instead of stalling everybody; dead
-peers are found by the library's keepalive pings (``ping_interval`` /
-``ping_timeout``, the equivalent of gorilla's ``pingPeriod`` / ``pongWait``).
+send queue and one writer task per client (``course.fanout``); a burst is
+absorbed, and a client whose queue stays full for longer than a grace period (or
+outgrows a byte bound) is too slow and is disconnected (close code 1008) instead
+of stalling everybody; dead peers are found by the library's keepalive pings
+(``ping_interval`` / ``ping_timeout``, the equivalent of gorilla's ``pingPeriod`` /
+``pongWait``).
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from course.fanout import Fanout, Verdict, close_within
 from course.stats import percentile
 
 __all__ = [
     "Kind", "BadMessage", "encode", "decode", "format_event",
     "echo_handler", "news_feed", "clock_feed", "price_feed", "demo_events",
-    "push_events", "PushServer", "read_messages", "Hub", "serve_hub",
+    "push_events", "PushServer", "read_messages", "Hub", "HubConnection", "serve_hub",
     "LatencyRecorder", "percentile", "url_of", "shutdown", "noise",
 ]
 
@@ -390,19 +393,15 @@ class LatencyRecorder:
 # --------------------------------------------------------------------------- hub
 
 
-@dataclass
-class _Client:
-    websocket: ServerConnection
-    queue: asyncio.Queue
-    writer: asyncio.Task | None = None
-
-
-class Hub:
+class Hub(Fanout):
     """Broadcast hub: every message a client sends goes to every client.
 
-    Like gorilla/websocket's chat hub, each client has a bounded send queue and
-    one writer task.  :meth:`broadcast` never waits: it puts the message in each
-    queue; a client whose queue is full is too slow, so it is closed with
+    Like gorilla/websocket's chat hub, each client has a bounded send queue and one
+    writer task (the queues, the broadcast and the slow-client rule live in
+    :class:`course.fanout.Fanout`, shared with ``course.chat``).  :meth:`broadcast` never
+    waits: it puts the message in each queue.  A burst is absorbed: ``queue_size`` is
+    where a clock starts, not a wall.  A client whose queue *stays* full for longer than
+    ``grace`` seconds, or outgrows ``max_bytes``, is too slow: it is closed with
     ``1008 POLICY_VIOLATION`` and forgotten, and nobody else waits for it.
 
     The sender receives its own messages too (as in gorilla's chat): it sees the
@@ -412,105 +411,67 @@ class Hub:
         queue_size: capacity of each client's send queue (at least 1).
         on_event: optional callback ``on_event(kind, detail)`` for joins, leaves
             and drops (``kind`` is ``"join"``, ``"leave"`` or ``"drop"``).
+        grace: seconds a client's queue may stay full before it is dropped.
+        max_bytes: bytes a client's queue may hold; beyond, it is dropped at once.
+        max_buffered: bytes a client's write buffer may hold for longer than ``grace``.
 
     Raises:
-        ValueError: ``queue_size`` below 1.
+        ValueError: ``queue_size`` below 1, ``grace`` not positive, a negative bound.
     """
 
     SLOW_CLOSE_CODE = CloseCode.POLICY_VIOLATION
-    SLOW_CLOSE_REASON = "too slow: send queue full"
+    SLOW_CLOSE_REASON = Verdict.QUEUE_FULL.close_reason
 
     def __init__(self, queue_size: int = 16,
-                 on_event: Callable[[str, str], None] | None = None) -> None:
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
-        self.queue_size = queue_size
-        self.on_event = on_event
-        self.clients: dict[ServerConnection, _Client] = {}
-        self.relayed = 0
-        self.dropped: list[str] = []
+                 on_event: Callable[[str, str], None] | None = None, *,
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024,
+                 max_buffered: int = 256 * 1024) -> None:
+        super().__init__(queue_size, grace=grace, max_bytes=max_bytes,
+                         max_buffered=max_buffered, on_event=on_event)
         self.errors: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self.clients)
-
-    def _notify(self, kind: str, detail: str) -> None:
-        if self.on_event is not None:
-            self.on_event(kind, detail)
-
     async def handler(self, websocket: ServerConnection) -> None:
-        """The ``websockets`` connection handler (pass ``hub.handler`` to ``serve``)."""
-        client = _Client(websocket, asyncio.Queue(self.queue_size))
-        client.writer = asyncio.create_task(self._write(client))
-        self.clients[websocket] = client
-        name = _peer(websocket)
-        self._notify("join", name)
+        """The ``websockets`` connection handler (pass ``hub.handler`` to ``serve``).
+
+        A dropped client's closing handshake is bounded by the connection's
+        ``close_timeout`` (a ``serve`` / :func:`serve_hub` argument).
+        """
+        transport = websocket.transport
+        outbox = self.join(websocket, _peer(websocket), send=websocket.send,
+                           close=websocket.close, abort=transport.abort,
+                           buffered=transport.get_write_buffer_size,
+                           close_timeout=websocket.close_timeout)
         try:
             async for frame in websocket:
                 try:
                     message = decode(frame)
                 except BadMessage as error:
                     self.errors.append(str(error))
-                    self._offer(client, encode(Kind.ERROR, text=str(error)))
+                    self.send(websocket, encode(Kind.ERROR, text=str(error)))
                     continue
-                message.setdefault("sender", name)
+                message.setdefault("sender", outbox.name)
                 self.broadcast(json.dumps(message, separators=(",", ":")))
         except ConnectionClosed:  # dropped as too slow, or vanished without a close frame
             pass
         finally:
-            self._forget(websocket, "leave")
-            client.writer.cancel()
+            self.leave(websocket)
 
-    def broadcast(self, text: str) -> int:
-        """Queue ``text`` for every client; drop the ones whose queue is full.
-
-        Returns:
-            How many clients the message was queued for.
-        """
-        self.relayed += 1
-        queued = 0
-        for client in list(self.clients.values()):
-            queued += self._offer(client, text)
-        return queued
-
-    def _offer(self, client: _Client, text: str) -> bool:
-        try:
-            client.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.drop(client.websocket)
-            return False
-        return True
-
-    def drop(self, websocket: ServerConnection) -> None:
+    def drop(self, websocket: ServerConnection, verdict: Verdict = Verdict.QUEUE_FULL) -> None:
         """Disconnect a client now (close code 1008) without waiting for it."""
-        if websocket not in self.clients:
-            return
-        name = _peer(websocket)
-        self.dropped.append(name)
-        self._forget(websocket, "drop")
-        # Closing waits for the peer's close frame: do it in the background.
-        closer = asyncio.ensure_future(
-            websocket.close(self.SLOW_CLOSE_CODE, self.SLOW_CLOSE_REASON))
-        # A peer that reads nothing never answers: the library aborts the TCP
-        # connection after the server's ``close_timeout``.
-        closer.add_done_callback(_ignore_result)
+        super().drop(websocket, verdict)
 
-    def _forget(self, websocket: ServerConnection, why: str) -> None:
-        client = self.clients.pop(websocket, None)
-        if client is None:
-            return
-        if client.writer is not None:
-            client.writer.cancel()
-        self._notify(why, _peer(websocket))
 
-    async def _write(self, client: _Client) -> None:
-        """Writer task: send queued messages one by one (gorilla's ``writePump``)."""
-        try:
-            while True:
-                text = await client.queue.get()
-                await client.websocket.send(text)
-        except ConnectionClosed:
-            self._forget(client.websocket, "leave")
+class HubConnection(ServerConnection):
+    """A server connection whose :meth:`close` always ends within ``close_timeout``.
+
+    ``websockets`` waits for its write buffer to drain before the close frame counts
+    as sent; a peer that reads nothing never lets it drain, so ``server.close()`` would
+    wait forever.  Here the handshake gets ``close_timeout`` seconds, then the TCP
+    connection is aborted.
+    """
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        await close_within(super().close(code, reason), self.close_timeout, self.transport.abort)
 
 
 def _peer(websocket: ServerConnection) -> str:
@@ -518,15 +479,15 @@ def _peer(websocket: ServerConnection) -> str:
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
-def _ignore_result(task: asyncio.Future) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
                     ping_interval: float | None = 5.0, ping_timeout: float | None = 5.0,
                     **kwargs: Any) -> Server:
     """Start a server whose handler is ``hub.handler``.
+
+    Its connections are :class:`HubConnection`: closing one (``server.close()``, a
+    dropped client) never takes longer than ``close_timeout``, even if the peer stopped
+    reading; and ``server.close()`` aborts at once the clients the hub dropped whose close
+    is still running, so stopping waits for nobody it already gave up on.
 
     Args:
         hub: the hub whose handler serves every connection.
@@ -537,14 +498,23 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
         ping_timeout: a client whose pong does not come back within ``ping_timeout``
             seconds is dead or frozen and gets closed (gorilla's ``pongWait``).
         **kwargs: passed to :func:`websockets.asyncio.server.serve`; e.g.
-            ``close_timeout`` bounds how long a dropped or dead peer's TCP
-            connection lingers before it is aborted (default 10 s).
+            ``close_timeout`` bounds how long a dropped, dead or stopped peer has to
+            answer the close frame before its TCP connection is aborted (default 10 s).
 
     Raises:
         OSError: the address is not available.
     """
-    return await serve(hub.handler, host, port, ping_interval=ping_interval,
-                       ping_timeout=ping_timeout, **kwargs)
+    kwargs.setdefault("create_connection", HubConnection)
+    server = await serve(hub.handler, host, port, ping_interval=ping_interval,
+                         ping_timeout=ping_timeout, **kwargs)
+    close = server.close
+
+    def close_cutting_drops(*args: Any, **kw: Any) -> None:
+        hub.cut_closes()  # dropped clients still closing would hold wait_closed() up
+        close(*args, **kw)
+
+    server.close = close_cutting_drops  # type: ignore[method-assign]
+    return server
 
 
 # --------------------------------------------------------------------------- stop

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from websockets.asyncio.client import connect
 
 from course import chat
 from course.chat import ChatError, ErrorCode, parse_client_message
+from course.fanout import stalled_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,3 +253,163 @@ def test_page_uses_only_relative_urls():
     assert 'new URL("ws", here)' in page
     # no asset or address written in full: no src=/href=, no "ws://..." or "http://..." literal
     assert not re.search(r"\b(?:src|href)=|[\"'`](?:wss?|https?)://|[\"'`][^\"'`]*127\.0\.0\.1", page)
+
+
+# --- slow clients: the chat broadcasts through course.fanout's bounded queues ------------------
+
+BIG = "€" * (chat.MAX_TEXT_CHARS - 10)  # ~3 kB once JSON-escaped (json.dumps escapes non-ASCII)
+
+
+def chat_message(i: int, text: str = BIG) -> str:
+    return json.dumps({"type": "message", "text": f"{i}:{text}", "name": "bob"})
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def chat_readers(url: str, n: int):
+    """``n`` clients, each with a task logging (arrival time, number) of every chat message."""
+    clients = [await connect(url, compression=None) for _ in range(n)]
+    logs = [[] for _ in clients]
+
+    async def read(ws, log):
+        async for frame in ws:
+            message = json.loads(frame)
+            if message["type"] == "message":
+                log.append((time.perf_counter(), int(message["text"].split(":")[0])))
+
+    tasks = [asyncio.create_task(read(ws, log)) for ws, log in zip(clients, logs)]
+    return clients, logs, tasks
+
+
+async def close_codes(clients) -> list:
+    for ws in clients:
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 2)
+    return [ws.close_code for ws in clients]
+
+
+def test_chat_stalled_reader_beside_healthy_chatters():
+    """One page stops reading: dropped after the grace period; the others get every message,
+    having waited about that long once; stop() does not wait for the dropped page."""
+    grace = 0.3
+
+    async def scenario():
+        # close_timeout=30: without cutting the dropped page's close, stop() would take 30 s
+        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=grace, close_timeout=30)
+        clients, logs, tasks = await chat_readers(server.ws_url, 3)
+        stalled = await stalled_reader("127.0.0.1", server.port, "/ws")
+        await until(lambda: len(server.room) == 4)
+        start, sent = time.perf_counter(), 0
+        async with asyncio.timeout(15):
+            while not server.room.dropped or sent < 300:
+                await clients[1].send(chat_message(sent))
+                sent += 1
+                while sent - len(logs[1]) > 64:  # a sender the readers keep up with: its own
+                    await asyncio.sleep(0)         # echo is at most 64 messages behind
+        await until(lambda: all(len(log) == sent for log in logs))
+        t0 = time.perf_counter()
+        await server.stop()
+        stop_s = time.perf_counter() - t0
+        stalled.close()
+        codes = await close_codes(clients)
+        for task in tasks:
+            task.cancel()
+        return server, logs, sent, start, stop_s, codes
+
+    server, logs, sent, start, stop_s, codes = run_async(scenario)
+    assert len(server.room.dropped) == 1
+    assert 1000 < sent < 20_000  # the kernel's buffers took megabytes before the stall showed
+    for log in logs:
+        assert [n for _, n in log] == list(range(sent))
+        times = [start] + [t for t, _ in log]
+        assert max(b - a for a, b in zip(times, times[1:])) < grace + 1.0
+    assert stop_s < 2.0
+    assert codes == [1001, 1001, 1001]
+
+
+def test_chat_absorbs_a_burst_of_100_with_nobody_dropped():
+    async def scenario():
+        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=0.5)
+        clients, logs, tasks = await chat_readers(server.ws_url, 3)
+        idle = [await connect(server.ws_url) for _ in range(30)]  # they never read
+        await until(lambda: len(server.room) == 33)
+        for i in range(100):
+            await clients[0].send(chat_message(i, "hi"))
+        await until(lambda: all(len(log) == 100 for log in logs))
+        await asyncio.sleep(0.6)  # longer than the grace: a late verdict would show
+        dropped = list(server.room.dropped)
+        await server.stop()
+        for ws in idle:  # paused (16 frames queued): they would not notice the close
+            ws.transport.abort()
+        await close_codes(clients)
+        for task in tasks:
+            task.cancel()
+        return dropped, logs
+
+    dropped, logs = run_async(scenario)
+    assert dropped == []
+    assert all([n for _, n in log] == list(range(100)) for log in logs)
+
+
+def test_chat_stop_is_bounded_with_a_stalled_member():
+    """A page that stopped reading and is not dropped yet (long grace, large bound), buffers
+    full: stop() ends within close_timeout and the healthy pages get 1001."""
+    async def scenario():
+        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=60, max_bytes=256 << 20,
+                                  close_timeout=0.5)
+        clients, logs, tasks = await chat_readers(server.ws_url, 2)
+        stalled = await stalled_reader("127.0.0.1", server.port, "/ws")
+        await until(lambda: len(server.room) == 3)
+
+        async def flood():
+            with contextlib.suppress(websockets.ConnectionClosed):
+                for i in range(100_000):
+                    await clients[0].send(chat_message(i))
+
+        sender = asyncio.create_task(flood())
+        await until(lambda: any(o.backlog.full_since is not None for o in server.room.clients.values()),
+                    timeout=8)
+        t0 = time.perf_counter()
+        await server.stop()
+        stop_s = time.perf_counter() - t0
+        codes = await close_codes(clients)
+        await asyncio.wait_for(sender, 2)
+        stalled.close()
+        for task in tasks:
+            task.cancel()
+        return server, stop_s, codes
+
+    server, stop_s, codes = run_async(scenario)
+    assert server.room.dropped == []
+    assert stop_s < 1.5
+    assert codes == [1001, 1001]
+
+
+def test_sigterm_stops_promptly_with_a_stalled_reader(chat_process):
+    """The process's defaults: a stalled page (dropped, or still closing) and a reader that
+    saw every message; one SIGTERM stops the server at once."""
+    port = int(chat_process.url.rsplit(":", 1)[1].strip("/"))
+    n = 2000  # 6 MB: more than the kernel's buffers and the queue's bound take
+
+    async def scenario():
+        stalled = await stalled_reader("127.0.0.1", port, "/ws")
+        async with connect(chat_process.ws_url, compression=None) as ws:
+            await ws.recv()  # welcome
+            async with asyncio.timeout(10):
+                for i in range(n):
+                    await ws.send(chat_message(i))
+                got = [json.loads(await ws.recv())["text"].split(":")[0] for _ in range(n)]
+            t0 = time.perf_counter()
+            chat_process.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(chat_process.proc.wait, 10)
+            stalled.close()
+            return got, time.perf_counter() - t0
+
+    got, exit_s = run_async(scenario)
+    assert got == [str(i) for i in range(n)]
+    assert chat_process.proc.returncode == 0
+    assert exit_s < 3

@@ -6,15 +6,17 @@ Real servers on 127.0.0.1 port 0 and real ``websockets`` clients; every wait bou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
+import time
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from course import live
+from course import fanout, live
 from course.live import BadMessage, Hub, Kind, PushServer
 from course.widgets import LiveFeed, UpstreamControl
 
@@ -297,14 +299,19 @@ def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
     assert summary == "stopped 2 tasks, 2 clients, 1 server"
 
 
-@pytest.mark.parametrize("ping_interval, sent, received", [
-    (None, 1008, 1008),    # chapter 3's slow client: reads the hub's 1008 and echoes it, however late
-    (0.1, 1011, None),     # with keepalive, its unread pongs make it give up on its own (1011)
+@pytest.mark.parametrize("ping_interval, close_timeout, sent, received", [
+    # chapter 3's slow client: reads the hub's 1008 and echoes it, if it reads within close_timeout
+    (None, 3.0, 1008, 1008),
+    # later than that, the hub has aborted the TCP connection: no close frame (1006)
+    (None, 0.2, None, None),
+    # with keepalive, its unread pongs make it give up on its own (1011)
+    (0.1, 3.0, 1011, None),
 ])
-def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, sent, received):
+def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, close_timeout,
+                                                               sent, received):
     async def main():
-        hub = Hub(queue_size=4)
-        server = await live.serve_hub(hub, close_timeout=0.2)
+        hub = Hub(queue_size=4, grace=0.2)
+        server = await live.serve_hub(hub, close_timeout=close_timeout)
         url = live.url_of(server)
         sender = await connect(url)
         slow = await connect(url, max_queue=1, compression=None, ping_interval=ping_interval,
@@ -313,10 +320,10 @@ def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, se
             await asyncio.sleep(0.01)
         reader = asyncio.create_task(live.read_messages(sender, lambda m: None))
         big = live.encode("chat", text=live.noise(32 * 1024, seed=3))
-        while not hub.dropped:
+        while len(hub) > 1:  # until the hub drops it, or (keepalive) it gives up first
             await sender.send(big)
             await asyncio.sleep(0.001)
-        await asyncio.sleep(1.0)  # a reading pause, longer than every timeout above
+        await asyncio.sleep(1.0)  # a reading pause
         try:
             while True:
                 await slow.recv()
@@ -326,6 +333,179 @@ def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, se
         return result
 
     assert arun(main()) == (sent, received)
+
+
+def test_hub_rejects_a_grace_that_is_not_positive():
+    with pytest.raises(ValueError, match="grace"):
+        Hub(grace=0)
+
+
+async def _readers(url, n, **kwargs):
+    """``n`` connected clients, each with a task recording (arrival time, text) of every chat."""
+    clients = [await connect(url, max_size=None, compression=None, **kwargs) for _ in range(n)]
+    logs = [[] for _ in clients]
+
+    async def read(ws, log):
+        async for frame in ws:
+            message = live.decode(frame)
+            if message["type"] == "chat":
+                log.append((time.perf_counter(), message["text"]))
+
+    tasks = [asyncio.create_task(read(ws, log)) for ws, log in zip(clients, logs)]
+    return clients, logs, tasks
+
+
+async def _until(condition, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def close_frame(code, reason):
+    """The bytes of an unmasked close frame (server to client) with a short reason."""
+    payload = code.to_bytes(2, "big") + reason.encode()
+    return bytes([0x88, len(payload)]) + payload
+
+
+async def read_until(sock, end, timeout=5.0):
+    """What a raw socket receives until it ends with ``end`` or the peer closes."""
+    loop, data = asyncio.get_running_loop(), bytearray()
+    async with asyncio.timeout(timeout):
+        while not data.endswith(end) and (chunk := await loop.sock_recv(sock, 1 << 16)):
+            data += chunk
+    return bytes(data)
+
+
+def _max_gap(log, start):
+    times = [start] + [t for t, _ in log]
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+def test_hub_absorbs_a_burst_of_100_with_nobody_dropped():
+    """Notebook 03's queue of 8; 100 frames back to back, 30 idle clients that never read."""
+    async def main():
+        hub = Hub(queue_size=8, grace=0.5)
+        server = await live.serve_hub(hub, ping_interval=None)
+        url = live.url_of(server)
+        clients, logs, tasks = await _readers(url, 3)
+        idle = [await connect(url, close_timeout=0.2) for _ in range(30)]  # paused: 16 frames queued
+        await _until(lambda: len(hub) == 33)
+        for i in range(100):
+            await clients[0].send(live.encode("chat", text=f"m{i}"))
+        await _until(lambda: all(len(log) == 100 for log in logs))
+        await asyncio.sleep(0.6)  # longer than the grace: a late verdict would show
+        summary = await live.shutdown(tasks=tasks, clients=clients + idle, servers=[server])
+        return hub, logs, summary
+
+    hub, logs, summary = arun(main())
+    assert hub.dropped == []
+    assert all([text for _, text in log] == [f"m{i}" for i in range(100)] for log in logs)
+    assert summary == "stopped 3 tasks, 33 clients, 1 server"
+
+
+def test_hub_stalled_reader_beside_healthy_chatters():
+    """A real client stops reading: it is dropped after the grace period, the others get every
+    message and wait at most about that long, and stopping the server does not wait for it."""
+    grace = 0.3
+    events = []
+
+    async def main():
+        hub = Hub(queue_size=8, grace=grace, on_event=lambda kind, who: events.append(kind))
+        # close_timeout=30: without cutting the dropped client's close, stopping would take 30 s
+        server = await live.serve_hub(hub, ping_interval=None, close_timeout=30)
+        url = live.url_of(server)
+        clients, logs, tasks = await _readers(url, 3)
+        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        await _until(lambda: len(hub) == 4)
+        start = time.perf_counter()
+        big = live.noise(32 * 1024, seed=4)
+        sent = 0
+        async with asyncio.timeout(10):
+            while not hub.dropped or sent < 40:  # ~1.3 MB more once it is gone
+                await clients[1].send(live.encode("chat", text=f"{sent}:{big}"))
+                sent += 1
+                while sent - len(logs[1]) > 16:  # a sender the readers keep up with
+                    await asyncio.sleep(0)
+        await _until(lambda: all(len(log) == sent for log in logs))
+        t0 = time.perf_counter()
+        server.close()
+        await server.wait_closed()
+        stop_s = time.perf_counter() - t0
+        stalled.close()
+        await live.shutdown(tasks=tasks, clients=clients)
+        return hub, logs, sent, start, stop_s
+
+    hub, logs, sent, start, stop_s = arun(main())
+    assert sent < 1000
+    assert len(hub.dropped) == 1 and events.count("drop") == 1
+    for log in logs:
+        assert [int(text.split(":")[0]) for _, text in log] == list(range(sent))
+        assert _max_gap(log, start) < grace + 1.0   # the others waited about one grace period
+    assert stop_s < 2.0
+
+
+def test_hub_drops_a_stalled_reader_whose_write_buffer_stays_full():
+    """A quiet room (the queue never fills) but big messages stuck in front of a stalled reader:
+    dropped with "too slow: write buffer full", which it finds after its backlog."""
+    async def main():
+        hub = Hub(queue_size=8, grace=0.3, max_bytes=64 << 20, max_buffered=64 * 1024)
+        server = await live.serve_hub(hub, ping_interval=None, close_timeout=5, max_size=None)
+        url = live.url_of(server)
+        clients, logs, tasks = await _readers(url, 1)
+        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        await _until(lambda: len(hub) == 2)
+        for i in range(6):  # 6 MB: more than the kernel's buffers, 6 messages: less than the queue
+            await clients[0].send(live.encode("chat", text=f"{i}:" + "x" * 1_000_000))
+        await _until(lambda: hub.dropped and len(logs[0]) == 6)
+        data = await read_until(stalled, close_frame(1008, "too slow: write buffer full"))
+        stalled.close()
+        await live.shutdown(tasks=tasks, clients=clients, servers=[server])
+        return hub, data
+
+    hub, data = arun(main())
+    assert len(hub.dropped) == 1
+    assert len(data) > 1_000_000  # what was already on its way (whole frames), then the reason
+    assert data.endswith(close_frame(1008, "too slow: write buffer full"))
+
+
+def test_hub_stop_is_bounded_with_a_stalled_member():
+    """A stalled reader that is not dropped yet (long grace, large bound), buffers full:
+    server.close() ends within close_timeout and the healthy clients get 1001."""
+    async def main():
+        hub = Hub(queue_size=8, grace=60, max_bytes=256 << 20)
+        server = await live.serve_hub(hub, ping_interval=None, close_timeout=0.5)
+        url = live.url_of(server)
+        clients, logs, tasks = await _readers(url, 2)
+        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        await _until(lambda: len(hub) == 3)
+        big = live.noise(32 * 1024, seed=5)
+
+        async def flood():
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await clients[0].send(live.encode("chat", text=big))
+
+        sender = asyncio.create_task(flood())
+        outbox = next(o for o in hub.clients.values() if o.name == "%s:%d" % stalled.getsockname())
+        await _until(lambda: outbox.backlog.full_since is not None, timeout=8)
+        t0 = time.perf_counter()
+        server.close()
+        await server.wait_closed()
+        stop_s = time.perf_counter() - t0
+        codes = []
+        for ws in clients:
+            with contextlib.suppress(ConnectionClosed):
+                await asyncio.wait_for(ws.wait_closed(), 2)
+            codes.append(ws.close_code)
+        await asyncio.wait_for(sender, 2)
+        stalled.close()
+        await live.shutdown(tasks=tasks, clients=clients)
+        return hub, stop_s, codes
+
+    hub, stop_s, codes = arun(main())
+    assert hub.dropped == []
+    assert stop_s < 1.5
+    assert codes == [1001, 1001]
 
 
 def test_hub_ping_deadline_closes_a_frozen_client():
