@@ -63,21 +63,21 @@ test: $(VENV)/.installed-test system-deps
 	  tests notebooks solutions exercises
 
 notebooks: $(VENV)/.installed-test
-	$(BIN)/python -m course.tools.execute $(LESSONS) $(SOLUTIONS)
-	$(BIN)/python -m course.tools.exercises
-	$(BIN)/python -m course.tools.nav
+	$(BIN)/python -m tools.execute $(LESSONS) $(SOLUTIONS)
+	$(BIN)/python -m tools.exercises
+	$(BIN)/python -m tools.nav
 
 exercises: $(VENV)/.installed-test
-	$(BIN)/python -m course.tools.exercises
+	$(BIN)/python -m tools.exercises
 
 nav: $(VENV)/.installed
-	$(BIN)/python -m course.tools.nav
+	$(BIN)/python -m tools.nav
 
 lint: $(VENV)/.installed-test
-	$(BIN)/python -m course.tools.lint
+	$(BIN)/python -m tools.lint
 
 benchmarks: $(VENV)/.installed-test
-	$(BIN)/python -m course.transports
+	$(BIN)/python -m course.measure.transports
 	$(BIN)/python benchmarks/rawserver_vs_websockets.py
 	$(BIN)/python benchmarks/push_latency.py
 

@@ -4,7 +4,7 @@ Loopback only, bounded in count and time.  Two servers are measured, each with t
 of this tree or of a git revision (``--rev``, e.g. the commit before the fix):
 
 * ``hub``: ``course.live.Hub`` (``websockets``) with ``queue_size=8`` as in notebook 03;
-* ``chat``: ``course.chat`` (``aiohttp``) with its defaults.
+* ``chat``: ``course.net.chat`` (``aiohttp``) with its defaults.
 
 Scenarios:
 
@@ -43,8 +43,8 @@ from types import ModuleType
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from course.fanout import stalled_reader
-from course.stats import percentile
+from course.net.fanout import stalled_reader
+from course.measure.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_QUEUE = 8            #: as in notebook 03
@@ -55,7 +55,7 @@ WINDOW = 32              #: the sender stays at most this many messages ahead of
 
 
 def load(rev: str | None) -> tuple[ModuleType, ModuleType]:
-    """``course.live`` and ``course.chat`` from this tree, or from git revision ``rev``.
+    """``course.live`` and ``course.net.chat`` from this tree, or from git revision ``rev``.
 
     Raises:
         subprocess.CalledProcessError: ``rev`` is not a revision that has these files.

@@ -3,7 +3,7 @@
 The same code path as ``notebooks/03_live_in_the_notebook.ipynb``: a
 ``course.live.PushServer`` on 127.0.0.1 pushes seeded events stamped with
 ``sent_ns``; a client task (``course.live.read_messages``) appends each one to a
-``course.widgets.LiveFeed`` and records ``perf_counter_ns() - sent_ns`` right
+``course.ui.widgets.LiveFeed`` and records ``perf_counter_ns() - sent_ns`` right
 after the append.  Outside a kernel the widget has no front end to talk to, so
 this measures the socket + decoding + widget-model update, not the browser's drawing.
 
@@ -26,34 +26,37 @@ import sys
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
-from course import live
-from course.widgets import LiveFeed
+from course.demo.feeds import demo_events, format_event
+from course.measure.stats import LatencyRecorder
+from course.net.handlers import PushServer, read_messages
+from course.net.lifecycle import shutdown, url_of
+from course.ui.widgets import LiveFeed
 
 
-async def measure(messages: int, interval: float, seed: int = 0) -> live.LatencyRecorder:
+async def measure(messages: int, interval: float, seed: int = 0) -> LatencyRecorder:
     """Push ``messages`` events ``interval`` s apart and time each one to the feed.
 
     Raises:
         TimeoutError: the pushes did not all arrive in time.
     """
-    events = live.demo_events(messages, seed=seed)
-    push = live.PushServer(events, interval=interval)
+    events = demo_events(messages, seed=seed)
+    push = PushServer(events, interval=interval)
     feed = LiveFeed("benchmark", max_lines=20)
-    latency = live.LatencyRecorder()
+    latency = LatencyRecorder()
 
     def on_push(message: dict) -> None:
-        feed.append(live.format_event(message))
+        feed.append(format_event(message))
         latency.record(message)
 
     server = await serve(push.handler, "127.0.0.1", 0)
-    client = await connect(live.url_of(server))
-    reader = asyncio.create_task(live.read_messages(client, on_push))
+    client = await connect(url_of(server))
+    reader = asyncio.create_task(read_messages(client, on_push))
     try:
         async with asyncio.timeout(30 + messages * interval * 3):
             while feed.received < messages:
                 await asyncio.sleep(0.01)
     finally:
-        await live.shutdown(tasks=[reader], clients=[client], servers=[server])
+        await shutdown(tasks=[reader], clients=[client], servers=[server])
     return latency
 
 

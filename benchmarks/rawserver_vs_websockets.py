@@ -1,4 +1,4 @@
-"""Benchmark: course.rawserver (pure Python, from scratch) against the websockets library's echo server.
+"""Benchmark: course.net.rawserver (pure Python, from scratch) against the websockets library's echo server.
 
 Both servers run as separate processes; the same client (the websockets library's asyncio
 client, compression off) measures, for each message size:
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from course.stats import percentile
+from course.measure.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 32  # messages in flight during the throughput test
@@ -57,7 +57,7 @@ async def _serve_websockets(host: str) -> None:
 def start(kind: str) -> tuple[subprocess.Popen, str]:
     """Start one echo server process; return it and its ws:// URL."""
     if kind == "rawserver":
-        cmd = [sys.executable, "-m", "course.rawserver", "--host", "127.0.0.1", "--port", "0"]
+        cmd = [sys.executable, "-m", "course.net.rawserver", "--host", "127.0.0.1", "--port", "0"]
     else:
         cmd = [sys.executable, __file__, "--serve-websockets"]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

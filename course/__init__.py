@@ -1,12 +1,21 @@
-"""Real-time web with WebSockets: reusable code for the course notebooks.
+"""Real-time web with WebSockets: the code the course notebooks import.
 
-Layers, from the bytes up (each knows nothing of the ones above it):
+Arranged by layer, from the bytes up; a layer imports only from the layers above it
+in this list (``tests/test_layers.py`` checks it):
 
-- ``course.protocol``: RFC 6455, sans-I/O (bytes in, bytes out, no sockets).
-- ``course.rawserver``: an asyncio echo server built only on ``course.protocol``.
-- ``course.transports``: five ways to get server events to a client, measured.
-- ``course.live`` / ``course.chat``: servers built on the ``websockets`` library.
-- ``course.widgets``: ipywidgets that show what the servers do (no frames here).
-- ``course.checks``: the notebooks' self-checks.
-- ``course.tools``: notebook toolchain (execute, exercises, navigation, lint).
+- ``course.protocol``: RFC 6455, sans-I/O (bytes in, events and bytes out; no sockets).
+- ``course.wire``: formats above the frames, sans-I/O: the message ``envelope`` every
+  JSON server speaks, the ``chat`` messages, Server-Sent Events (``sse``), the RFC
+  examples as data (``rfc``).
+- ``course.demo``: seeded demo data (the news source, the feeds of chapter 3).
+- ``course.net``: asyncio: the ``lifecycle`` every server and relay shares, the raw
+  server and client, the ``relay``, the ``websockets`` handlers, the ``fanout`` queues,
+  the ``hub`` and the ``chat``.
+- ``course.measure``: statistics, latency, the transports experiment of chapter 1.
+- ``course.ui``: what the notebook shows: widgets, the in-page browser client, frame
+  display, static files.  Widgets import no sockets and no frames.
+- ``course.checks``: the notebooks' self-checks (one module per exercise notebook).
+
+The notebook toolchain (execute, exercises, navigation, lint) is not part of the
+package: it is the repository's top-level ``tools/``.
 """

@@ -2,7 +2,7 @@
 
 This module knows no sockets and no event loop.  Every function takes bytes (or
 text) and returns bytes (or Python objects); an I/O layer such as
-:mod:`course.rawserver` moves the bytes.  That split is the design of the
+:mod:`course.net.rawserver` moves the bytes.  That split is the design of the
 ``websockets`` library too: the protocol can be tested byte by byte, and the
 same code serves asyncio, threads or a notebook cell.
 
@@ -46,6 +46,7 @@ __all__ = [
     "ProtocolError",
     "HandshakeError",
     "accept_key",
+    "upgrade_request",
     "Request",
     "parse_request",
     "validate_request",
@@ -174,6 +175,31 @@ def accept_key(key: str) -> str:
         raise TypeError(f"key must be str, not {type(key).__name__}")
     digest = hashlib.sha1((key + GUID).encode("ascii", "strict")).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def upgrade_request(host: str, key: str, path: str = "/",
+                    headers: list[tuple[str, str]] | None = None) -> bytes:
+    """Build a client's opening handshake (RFC 6455, section 4.1).
+
+    Args:
+        host: The ``Host`` header, e.g. ``"127.0.0.1:8765"``.
+        key: The ``Sec-WebSocket-Key`` (base64 of 16 bytes; a real client draws them at random).
+        path: The resource asked for in the request line.
+        headers: Extra ``(name, value)`` headers, e.g. ``[("Origin", "http://example.com")]``.
+
+    Returns:
+        The complete request head, ending with ``b"\\r\\n\\r\\n"``.
+    """
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers or []]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 @dataclass(frozen=True)

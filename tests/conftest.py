@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 #: A host name that Chromium resolves to 127.0.0.1 (flag below) but that is not a loopback
 #: *name*: a JupyterLab page opened as http://jupyter.test:PORT/ looks, to the page's
-#: JavaScript, like a JupyterHub or Binder page (course.browser's "auto" rule picks the proxy).
+#: JavaScript, like a JupyterHub or Binder page (course.ui.browser's "auto" rule picks the proxy).
 REMOTE_HOSTNAME = "jupyter.test"
 CHROMIUM_ARGS.append(f"--host-resolver-rules=MAP {REMOTE_HOSTNAME} 127.0.0.1")
 

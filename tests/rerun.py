@@ -1,6 +1,6 @@
 """Support for tests/test_rerun_*.py: each notebook runs as a student who pauses, then clicks around.
 
-``course.tools.execute.stress`` runs every notebook twice in one kernel:
+``tools.execute.stress`` runs every notebook twice in one kernel:
 
 1. in order, with websockets' keepalive shortened (a ping every 0.1 s, a pong within 0.4 s)
    and a 0.6 s pause after every cell that leaves a connection open; what each cell prints
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from course.tools.execute import stress
+from tools.execute import stress
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Autobahn conformance of course.rawserver, run by kosoku (the Autobahn suite's cases).
+"""Autobahn conformance of course.net.rawserver, run by kosoku (the Autobahn suite's cases).
 
 Cases 1.* to 7.*, 9.* (big messages, up to 16 MiB) and 10.* must end OK, NON-STRICT or
 INFORMATIONAL; none FAILED.  12.* and 13.* (permessage-deflate) are out of scope: the server
@@ -33,7 +33,7 @@ def kosoku_path() -> str | None:
 @pytest.fixture
 def rawserver_url():
     process = subprocess.Popen(
-        [sys.executable, "-m", "course.rawserver", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "course.net.rawserver", "--host", "127.0.0.1", "--port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

@@ -1,9 +1,9 @@
 """Chapter 4 in a real JupyterLab driven by a real Chromium, directly and through the proxy.
 
-The notebook's widget (course.browser.BrowserClient) must open a WebSocket *from the page*
+The notebook's widget (course.ui.browser.BrowserClient) must open a WebSocket *from the page*
 to the server the notebook starts in the kernel, show the kernel's pushes, send what is typed
 in the page and show the echo; the page's state must reach Python; the chat page shown twice
-in the notebook (course.browser.LocalPage frames) must carry a message from one frame to the
+in the notebook (course.ui.browser.LocalPage frames) must carry a message from one frame to the
 other.  The same run is done twice on one JupyterLab (with jupyter-server-proxy installed):
 
 * ``direct``: the page is ``http://127.0.0.1:LAB/``: the widgets reach ``127.0.0.1:PORT``;
@@ -215,7 +215,7 @@ from urllib.parse import urlsplit  # noqa: E402
 
 from websockets.asyncio.server import serve  # noqa: E402
 
-from course.browser import (BrowserClient, LocalPage, is_loopback_host, resolve_mode,  # noqa: E402
+from course.ui.browser import (BrowserClient, LocalPage, is_loopback_host, resolve_mode,  # noqa: E402
                             url_from_page)
 
 HARNESS = """async ({esm, values, kernel}) => {
@@ -228,7 +228,7 @@ HARNESS = """async ({esm, values, kernel}) => {
     save_changes: () => {},
     on: (ev, f) => { (listeners[ev] ||= []).push(f); },
     off: (ev, f) => { listeners[ev] = (listeners[ev] || []).filter((g) => g !== f); },
-    // the kernel side answers the page's hello with "go" (course.browser._KernelHeld)
+    // the kernel side answers the page's hello with "go" (course.ui.browser._KernelHeld)
     send: (msg) => { if (msg.event === "hello" && kernel) setTimeout(() => window.emit("msg:custom", {command: "go"}), 0); },
   };
   window.values = values;
@@ -245,7 +245,7 @@ def model_values(cls=BrowserClient, **overrides) -> dict:
     """The synced traitlets' values, as the page would receive them."""
     widget = cls(overrides.pop("port", 1), **overrides)
     try:
-        ours = [k for k in cls.__mro__ if k.__module__ == "course.browser"]
+        ours = [k for k in cls.__mro__ if k.__module__ == "course.ui.browser"]
         return {name: getattr(widget, name) for k in ours for name in k.class_own_traits(sync=True)}
     finally:
         widget.close()

@@ -1,4 +1,4 @@
-"""The standalone chat (course.chat): two real Chromium pages talk live; bad input is refused."""
+"""The standalone chat (course.net.chat): two real Chromium pages talk live; bad input is refused."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from course import chat
-from course.chat import ChatError, ErrorCode, parse_client_message
-from course.fanout import stalled_reader
+from course.net.chat import start_chat
+from course.wire.chat import MAX_FRAME_BYTES, MAX_NAME_CHARS, MAX_TEXT_CHARS, parse_client_message
+from course.wire.envelope import BadMessage, ErrorCode
+from course.net.fanout import stalled_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,13 +42,13 @@ def run_async(make_coro, timeout: float = 20):
     ('{"type": "message", "text": 5}', ErrorCode.BAD_SHAPE),
     ('{"type": "message", "text": "hi", "name": ["x"]}', ErrorCode.BAD_SHAPE),
     ('{"type": "message", "text": "   "}', ErrorCode.EMPTY),
-    (json.dumps({"type": "message", "text": "x" * (chat.MAX_TEXT_CHARS + 1)}), ErrorCode.TOO_LONG),
-    (json.dumps({"type": "message", "text": "x", "name": "n" * (chat.MAX_NAME_CHARS + 1)}),
+    (json.dumps({"type": "message", "text": "x" * (MAX_TEXT_CHARS + 1)}), ErrorCode.TOO_LONG),
+    (json.dumps({"type": "message", "text": "x", "name": "n" * (MAX_NAME_CHARS + 1)}),
      ErrorCode.TOO_LONG),
     ("[" * 100_000, ErrorCode.BAD_JSON),
 ])
 def test_parse_refuses_bad_messages(data, code):
-    with pytest.raises(ChatError) as info:
+    with pytest.raises(BadMessage) as info:
         parse_client_message(data)
     assert info.value.code is code
     assert info.value.as_payload()["type"] == "error"
@@ -55,7 +56,7 @@ def test_parse_refuses_bad_messages(data, code):
 
 def test_parse_accepts_and_normalises():
     assert parse_client_message('{"type": "message", "text": " hi "}') == {"name": "anonymous", "text": "hi"}
-    assert parse_client_message(json.dumps({"type": "message", "text": "x" * chat.MAX_TEXT_CHARS,
+    assert parse_client_message(json.dumps({"type": "message", "text": "x" * MAX_TEXT_CHARS,
                                             "name": "ada"}))["name"] == "ada"
 
 
@@ -64,7 +65,7 @@ def test_parse_accepts_and_normalises():
 class ChatProcess:
     def __init__(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "course.chat", "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, "-m", "course.net.chat", "--host", "127.0.0.1", "--port", "0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # bounded by the test timeout; the server prints at once
         assert line.startswith("serving on http://127.0.0.1:"), (line, self.proc.stderr.read())
@@ -152,7 +153,7 @@ def test_history_and_server_error_shown_in_page(chromium, chat_process):
     try:
         wait_line(page, "scriptearlier")  # replayed from the history on connect
         page.evaluate("document.getElementById('text').removeAttribute('maxlength')")
-        say(page, "x" * (chat.MAX_TEXT_CHARS + 1))
+        say(page, "x" * (MAX_TEXT_CHARS + 1))
         page.wait_for_selector("#log li.chat-error", timeout=TIMEOUT_MS)
         assert "too long" in page.text_content("#log li.chat-error")
     finally:
@@ -173,7 +174,7 @@ def test_bad_input_gets_error_replies_and_server_survives(chat_process):
             await ws.send(json.dumps({"type": "message", "text": "still here"}))
             assert json.loads(await ws.recv())["text"] == "still here"
             # a frame above the limit: refused with close code 1009, not a crash
-            await ws.send("x" * (chat.MAX_FRAME_BYTES + 1))
+            await ws.send("x" * (MAX_FRAME_BYTES + 1))
             with pytest.raises(websockets.ConnectionClosed) as info:
                 await ws.recv()
             assert info.value.rcvd.code == 1009
@@ -217,7 +218,7 @@ def test_port_in_use_is_a_clear_error():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "course.chat", "--port", str(port)],
+        result = subprocess.run([sys.executable, "-m", "course.net.chat", "--port", str(port)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
@@ -226,7 +227,7 @@ def test_port_in_use_is_a_clear_error():
 
 def test_async_api_post_and_stop():
     async def scenario():
-        server = await chat.start("127.0.0.1", 0)
+        server = await start_chat("127.0.0.1", 0)
         try:
             assert server.url == f"http://127.0.0.1:{server.port}/" and server.port > 0
             async with connect(server.ws_url) as ws:
@@ -234,7 +235,7 @@ def test_async_api_post_and_stop():
                 sent = await server.post("from the kernel")
                 assert json.loads(await ws.recv()) == sent
                 assert sent["name"] == "kernel"
-                with pytest.raises(ChatError):
+                with pytest.raises(BadMessage):
                     await server.post("")
         finally:
             await server.stop()
@@ -249,15 +250,15 @@ def test_page_uses_only_relative_urls():
     """Served at http://127.0.0.1:PORT/ or behind jupyter-server-proxy at …/proxy/PORT/, the page
     must find its WebSocket next to itself (tests/test_browser_chapter4.py runs it both ways)."""
     import re
-    page = (ROOT / "course" / "static" / "chat.html").read_text(encoding="utf-8")
+    page = (ROOT / "course" / "ui" / "static" / "chat.html").read_text(encoding="utf-8")
     assert 'new URL("ws", here)' in page
     # no asset or address written in full: no src=/href=, no "ws://..." or "http://..." literal
     assert not re.search(r"\b(?:src|href)=|[\"'`](?:wss?|https?)://|[\"'`][^\"'`]*127\.0\.0\.1", page)
 
 
-# --- slow clients: the chat broadcasts through course.fanout's bounded queues ------------------
+# --- slow clients: the chat broadcasts through course.net.fanout's bounded queues ------------------
 
-BIG = "€" * (chat.MAX_TEXT_CHARS - 10)  # ~3 kB once JSON-escaped (json.dumps escapes non-ASCII)
+BIG = "€" * (MAX_TEXT_CHARS - 10)  # ~3 kB once JSON-escaped (json.dumps escapes non-ASCII)
 
 
 def chat_message(i: int, text: str = BIG) -> str:
@@ -299,7 +300,7 @@ def test_chat_stalled_reader_beside_healthy_chatters():
 
     async def scenario():
         # close_timeout=30: without cutting the dropped page's close, stop() would take 30 s
-        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=grace, close_timeout=30)
+        server = await start_chat("127.0.0.1", 0, queue_size=8, grace=grace, close_timeout=30)
         clients, logs, tasks = await chat_readers(server.ws_url, 3)
         stalled = await stalled_reader("127.0.0.1", server.port, "/ws")
         await until(lambda: len(server.room) == 4)
@@ -333,7 +334,7 @@ def test_chat_stalled_reader_beside_healthy_chatters():
 
 def test_chat_absorbs_a_burst_of_100_with_nobody_dropped():
     async def scenario():
-        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=0.5)
+        server = await start_chat("127.0.0.1", 0, queue_size=8, grace=0.5)
         clients, logs, tasks = await chat_readers(server.ws_url, 3)
         idle = [await connect(server.ws_url) for _ in range(30)]  # they never read
         await until(lambda: len(server.room) == 33)
@@ -359,7 +360,7 @@ def test_chat_stop_is_bounded_with_a_stalled_member():
     """A page that stopped reading and is not dropped yet (long grace, large bound), buffers
     full: stop() ends within close_timeout and the healthy pages get 1001."""
     async def scenario():
-        server = await chat.start("127.0.0.1", 0, queue_size=8, grace=60, max_bytes=256 << 20,
+        server = await start_chat("127.0.0.1", 0, queue_size=8, grace=60, max_bytes=256 << 20,
                                   close_timeout=0.5)
         clients, logs, tasks = await chat_readers(server.ws_url, 2)
         stalled = await stalled_reader("127.0.0.1", server.port, "/ws")

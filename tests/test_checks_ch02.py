@@ -3,7 +3,7 @@
 For each ``check_*`` of :mod:`course.checks.ch02`: a correct implementation (built on
 ``course.protocol``, and an independent one written from the RFC) passes; a stub raising
 ``NotImplementedError`` and plausible mistakes fail with ❌ lines, ``False`` and no exception.
-The last section covers :mod:`course.dissect` (the notebook's dissector and recording proxy).
+The last section covers :mod:`course.ui.frames` and :mod:`course.net.relay` (the notebook's dissector and recording proxy).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import struct
 
 import pytest
 
+from course.net.relay import start_relay
+from course.ui.frames import frames_in, show_frame, show_frames, split_head
 from course import protocol
 from course.checks import ch02
-from course.dissect import frames_in, show_frame, show_frames, split_head, start_recorder
 from course.protocol import (CloseCode, FrameReader, HandshakeError, MessageAssembler, Opcode,
                              ProtocolError, accept_response, decode_close, encode_close,
                              encode_frame, parse_request, validate_request)
@@ -459,7 +460,7 @@ def test_check_autobahn_passes_a_right_server_and_reports_failures(capsys):
 
 
 def test_reference_server_passes_the_capstone_subset(capsys):
-    from course.rawserver import start_server
+    from course.net.rawserver import start_server
 
     async def main():
         server = await start_server("127.0.0.1", 0)
@@ -474,7 +475,7 @@ def test_reference_server_passes_the_capstone_subset(capsys):
     assert sum(counts.values()) >= 50
 
 
-# --------------------------------------------------------------------------- course.dissect
+# --------------------------------------------------------------------------- course.ui.frames, course.net.relay
 
 def test_frames_in_reads_the_rfc_examples():
     data = bytes.fromhex("010348656c" "80026c6f" "818537fa213d7f9f4d5158")
@@ -516,7 +517,7 @@ def test_recorder_sees_both_directions():
     async def main():
         async with serve(echo, "127.0.0.1", 0, compression=None) as server:
             port = server.sockets[0].getsockname()[1]
-            recorder = await start_recorder("127.0.0.1", port)
+            recorder = await start_relay("127.0.0.1", port)
             try:
                 async with asyncio.timeout(5):
                     async with connect(f"ws://127.0.0.1:{recorder.port}", compression=None) as ws:

@@ -1,9 +1,9 @@
 """Chapter 4 self-checks: plausible wrong answers get ❌, and the JavaScript handler really runs.
 
 The in-notebook check of ``onmessage_js`` runs the handler in Node.js on a minimal fake page
-(``course/static/onmessage_harness.js``); these tests run Node for real (a missing Node skips
+(``course/ui/static/onmessage_harness.js``); these tests run Node for real (a missing Node skips
 loudly, or fails under CI=true).  At the end, the solution's handler also runs in a real
-Chromium page against a real ``python -m course.chat`` server: it must display history,
+Chromium page against a real ``python -m course.net.chat`` server: it must display history,
 messages and server errors as text, survive non-JSON, and never turn a message into markup.
 """
 
@@ -125,7 +125,7 @@ def test_parse_the_issues_wrong_answer_fails_three_times(capsys):
 
 
 def test_parse_agrees_with_the_chat_server():
-    from course.chat import ChatError, parse_client_message
+    from course.net.chat import ChatError, parse_client_message
     parse = definitions(SOLUTION)["parse_chat_message"]
     for data in ['{"type": "message", "text": " a ", "name": " "}', '{"type": "message", "text": ""}',
                  "[]", "{", '{"type": "message", "text": "é", "name": "n"}',
@@ -383,7 +383,7 @@ def test_scan_parse_after_the_try_block_fails(capsys, monkeypatch):
 
 @pytest.fixture(scope="module")
 def chat_url():
-    proc = subprocess.Popen([sys.executable, "-m", "course.chat", "--host", "127.0.0.1", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "course.net.chat", "--host", "127.0.0.1", "--port", "0"],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

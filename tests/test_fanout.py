@@ -1,4 +1,4 @@
-"""The slow-client rule of course.fanout, checked alone (pure functions), and its small tools.
+"""The slow-client rule of course.net.fanout, checked alone (pure functions), and its small tools.
 
 The rule's behaviour over real sockets (a stalled reader beside healthy chatters, bursts,
 bounded stops) is tested where it is used: tests/test_live.py (hub) and tests/test_chat.py.
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from course.fanout import (Backlog, Load, SlowRule, Verdict, close_within, judge, observe,
+from course.net.fanout import (Backlog, Load, SlowRule, Verdict, close_within, judge, observe,
                            stalled_reader)
 
 CAP, BOUND = 8, 1000

@@ -1,7 +1,7 @@
 """The lint rule: every section heading starts its own markdown cell.
 
 A cell that holds the end of one section and the start of the next cannot be folded, moved or
-linked to as a section, and is longer than a screen. ``course.tools.lint`` reports each such
+linked to as a section, and is longer than a screen. ``tools.lint`` reports each such
 heading; these tests prove the rule on small notebooks written here, then on the real ones.
 """
 
@@ -76,7 +76,7 @@ def test_every_committed_notebook_starts_each_section_in_its_own_cell():
     assert problems == [], "\n".join(problems)
 
 
-# --- the fixer: ``python -m course.tools.lint --split-sections NB`` ----------------------------
+# --- the fixer: ``python -m tools.lint --split-sections NB`` ----------------------------
 
 def test_split_at_headings_cuts_before_each_misplaced_heading_only():
     source = ("End of section 1.\n\n```\n## not a heading\n```\n\n## 2. Next\nText.\n\n"
@@ -109,7 +109,7 @@ def test_split_sections_touches_markdown_only_and_keeps_ids(tmp_path):
 
 
 def test_every_check_yourself_question_needs_an_answer():
-    from course.tools.lint import unanswered_questions
+    from tools.lint import unanswered_questions
 
     answered = ("## Check yourself\n\n1. Why?\n\n<details><summary>Answer</summary>\n\nBecause.\n\n"
                 "</details>\n2. How?\n<details><summary>Answer</summary>\n\nSo.\n\n</details>\n")

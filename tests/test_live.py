@@ -1,4 +1,4 @@
-"""Unit tests for course.live (servers, clients, hub) and course.widgets (feed, control).
+"""Unit tests for course.live (servers, clients, hub) and course.ui.widgets (feed, control).
 
 Real servers on 127.0.0.1 port 0 and real ``websockets`` clients; every wait bounded.
 """
@@ -16,9 +16,14 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from course import fanout, live
-from course.live import BadMessage, Hub, Kind, PushServer
-from course.widgets import LiveFeed, UpstreamControl
+from course.demo.feeds import clock_feed, demo_events, format_event, noise, price_feed
+from course.measure.stats import LatencyRecorder, percentile
+from course.net.handlers import PushServer, echo_handler, push_events, read_messages
+from course.net.hub import Hub, serve_hub
+from course.net.lifecycle import shutdown, url_of
+from course.wire.envelope import BadMessage, Kind, decode, encode
+from course.net import fanout
+from course.ui.widgets import LiveFeed, UpstreamControl
 
 T = 10  # seconds: bound for every test's async part
 
@@ -34,11 +39,11 @@ def arun(coro):
 
 
 def test_encode_decode_round_trip():
-    text = live.encode(Kind.PRICE, symbol="ACME", price=101.25, seq=3)
+    text = encode(Kind.PRICE, symbol="ACME", price=101.25, seq=3)
     assert json.loads(text) == {"type": "price", "symbol": "ACME", "price": 101.25, "seq": 3}
-    assert live.decode(text) == json.loads(text)
-    assert live.decode(text.encode()) == json.loads(text)
-    assert live.encode("ack", text="x") == '{"type":"ack","text":"x"}'
+    assert decode(text) == json.loads(text)
+    assert decode(text.encode()) == json.loads(text)
+    assert encode("ack", text="x") == '{"type":"ack","text":"x"}'
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -50,67 +55,67 @@ def test_encode_decode_round_trip():
 ])
 def test_decode_rejects_bad_frames_with_a_clear_message(frame, message):
     with pytest.raises(BadMessage, match=message.replace("[", r"\[")):
-        live.decode(frame)
+        decode(frame)
 
 
 def test_encode_rejects_unknown_kinds_and_unencodable_fields():
     with pytest.raises(BadMessage, match="unknown message type"):
-        live.encode("gossip")
+        encode("gossip")
     with pytest.raises(BadMessage, match="cannot encode"):
-        live.encode(Kind.NEWS, text=object())
+        encode(Kind.NEWS, text=object())
 
 
 def test_format_event_lines_are_stable_and_leave_timing_out():
-    assert live.format_event({"type": "news", "seq": 1, "text": "hi", "sent_ns": 5}) == "#01 news   hi"
-    assert live.format_event({"type": "clock", "seq": 12, "time": "09:00:01"}) == "#12 clock  09:00:01"
-    assert live.format_event({"type": "price", "symbol": "ACME", "price": 1.5}) == "price  ACME 1.50"
-    assert live.format_event({"type": "ack", "text": "got slider=1"}) == "server: got slider=1"
-    assert live.format_event({"type": "error", "text": "bad"}) == "server error: bad"
-    long = live.format_event({"type": "chat", "text": "x" * 1000})
+    assert format_event({"type": "news", "seq": 1, "text": "hi", "sent_ns": 5}) == "#01 news   hi"
+    assert format_event({"type": "clock", "seq": 12, "time": "09:00:01"}) == "#12 clock  09:00:01"
+    assert format_event({"type": "price", "symbol": "ACME", "price": 1.5}) == "price  ACME 1.50"
+    assert format_event({"type": "ack", "text": "got slider=1"}) == "server: got slider=1"
+    assert format_event({"type": "error", "text": "bad"}) == "server error: bad"
+    long = format_event({"type": "chat", "text": "x" * 1000})
     assert long.startswith("chat: xxx") and long.endswith("(1000 chars)") and len(long) < 60
 
 
 def test_feeds_are_seeded_and_numbered():
-    events = live.demo_events(30, seed=3)
-    assert events == live.demo_events(30, seed=3)
-    assert events != live.demo_events(30, seed=4)
+    events = demo_events(30, seed=3)
+    assert events == demo_events(30, seed=3)
+    assert events != demo_events(30, seed=4)
     assert [e["seq"] for e in events] == list(range(1, 31))
     assert {e["type"] for e in events} == {"news", "clock", "price"}
-    assert all(live.decode(live.encode(e["type"], **{k: v for k, v in e.items() if k != "type"}))
+    assert all(decode(encode(e["type"], **{k: v for k, v in e.items() if k != "type"}))
                for e in events)
 
 
 def test_clock_feed_wraps_at_midnight():
-    ticks = [t["time"] for t in live.clock_feed(3, start=86399)]
+    ticks = [t["time"] for t in clock_feed(3, start=86399)]
     assert ticks == ["23:59:59", "00:00:00", "00:00:01"]
 
 
 def test_price_feed_stays_positive_with_cents():
-    prices = [p["price"] for p in live.price_feed(500, seed=1)]
+    prices = [p["price"] for p in price_feed(500, seed=1)]
     assert all(p > 0 and round(p, 2) == p for p in prices)
 
 
 def test_noise_is_seeded_and_sized():
-    assert len(live.noise(1000, seed=1)) == 1000
-    assert live.noise(50, seed=1) == live.noise(50, seed=1) != live.noise(50, seed=2)
+    assert len(noise(1000, seed=1)) == 1000
+    assert noise(50, seed=1) == noise(50, seed=1) != noise(50, seed=2)
     with pytest.raises(ValueError):
-        live.noise(-1)
+        noise(-1)
 
 
 def test_percentile_nearest_rank():
     values = [5.0, 1.0, 4.0, 2.0, 3.0]
-    assert live.percentile(values, 50) == 3.0
-    assert live.percentile(values, 100) == 5.0
-    assert live.percentile(values, 0) == 1.0
-    assert live.percentile(list(range(1, 101)), 95) == 95
+    assert percentile(values, 50) == 3.0
+    assert percentile(values, 100) == 5.0
+    assert percentile(values, 0) == 1.0
+    assert percentile(list(range(1, 101)), 95) == 95
     with pytest.raises(ValueError):
-        live.percentile([], 50)
+        percentile([], 50)
     with pytest.raises(ValueError):
-        live.percentile([1.0], 101)
+        percentile([1.0], 101)
 
 
 def test_latency_recorder_uses_sent_ns():
-    recorder = live.LatencyRecorder()
+    recorder = LatencyRecorder()
     assert recorder.record({"type": "ack"}) is None
     assert recorder.record({"sent_ns": 1_000_000}, now_ns=3_500_000) == 2.5
     assert recorder.p(50) == 2.5
@@ -121,10 +126,10 @@ def test_latency_recorder_uses_sent_ns():
 
 def test_echo_server_echoes_text_and_bytes():
     async def main():
-        server = await serve(live.echo_handler, "127.0.0.1", 0)
+        server = await serve(echo_handler, "127.0.0.1", 0)
         try:
-            assert live.url_of(server).startswith("ws://127.0.0.1:")
-            async with connect(live.url_of(server)) as ws:
+            assert url_of(server).startswith("ws://127.0.0.1:")
+            async with connect(url_of(server)) as ws:
                 for message in ["hello", b"\x00\x01", "é" * 1000]:
                     await ws.send(message)
                     assert await ws.recv() == message
@@ -141,14 +146,14 @@ async def _push_server(events, interval=0.0, **kwargs):
 
 
 def test_push_server_pushes_the_sequence_in_order_with_timestamps():
-    events = live.demo_events(15, seed=7)
+    events = demo_events(15, seed=7)
 
     async def main():
         push, server = await _push_server(events, interval=0.001)
         got = []
-        async with connect(live.url_of(server)) as ws:
+        async with connect(url_of(server)) as ws:
             while len(got) < len(events):
-                got.append(live.decode(await ws.recv()))
+                got.append(decode(await ws.recv()))
         server.close()
         await server.wait_closed()
         return got
@@ -161,27 +166,27 @@ def test_push_server_pushes_the_sequence_in_order_with_timestamps():
 
 def test_push_events_rejects_a_negative_interval():
     with pytest.raises(ValueError, match="interval"):
-        arun(live.push_events(None, [], -1))
+        arun(push_events(None, [], -1))
 
 
 def test_push_server_is_full_duplex_and_survives_bad_frames():
     received = []
 
     async def main():
-        push, server = await _push_server(live.demo_events(40, seed=1), interval=0.01,
+        push, server = await _push_server(demo_events(40, seed=1), interval=0.01,
                                           on_control=received.append)
         answers = []
-        async with connect(live.url_of(server)) as ws:
-            await ws.send(live.encode("control", name="slider", value=42))
+        async with connect(url_of(server)) as ws:
+            await ws.send(encode("control", name="slider", value=42))
             await ws.send("{oops")
-            await ws.send(live.encode("news", text="not for you"))
-            await ws.send(live.encode("control", name="slider"))
-            await ws.send(live.encode("control", name="text", value="hi"))
+            await ws.send(encode("news", text="not for you"))
+            await ws.send(encode("control", name="slider"))
+            await ws.send(encode("control", name="text", value="hi"))
             pushes = 0
             while len(answers) < 5:
-                message = live.decode(await ws.recv())
+                message = decode(await ws.recv())
                 if message["type"] in (Kind.ACK, Kind.ERROR):
-                    answers.append(live.format_event(message))
+                    answers.append(format_event(message))
                 else:
                     pushes += 1
         server.close()
@@ -201,15 +206,15 @@ def test_push_server_is_full_duplex_and_survives_bad_frames():
 
 def test_read_messages_hands_bad_frames_to_on_error_and_keeps_reading():
     async def handler(ws):
-        await ws.send(live.encode("news", text="one"))
+        await ws.send(encode("news", text="one"))
         await ws.send("not json")
-        await ws.send(live.encode("news", text="two"))
+        await ws.send(encode("news", text="two"))
 
     async def main():
         server = await serve(handler, "127.0.0.1", 0)
         got, errors = [], []
-        async with connect(live.url_of(server)) as ws:
-            delivered = await live.read_messages(ws, got.append, errors.append)
+        async with connect(url_of(server)) as ws:
+            delivered = await read_messages(ws, got.append, errors.append)
         server.close()
         await server.wait_closed()
         return delivered, got, errors
@@ -233,19 +238,19 @@ def test_hub_broadcasts_to_every_client_in_order():
 
     async def main():
         hub = Hub(queue_size=64, on_event=lambda kind, who: events.append(kind))
-        server = await live.serve_hub(hub)
-        clients = [await connect(live.url_of(server)) for _ in range(3)]
+        server = await serve_hub(hub)
+        clients = [await connect(url_of(server)) for _ in range(3)]
         while len(hub) < 3:
             await asyncio.sleep(0.01)
         for i in range(20):
-            await clients[i % 2].send(live.encode("chat", text=f"m{i}"))
-        got = [[live.decode(await c.recv())["text"] for _ in range(20)] for c in clients]
+            await clients[i % 2].send(encode("chat", text=f"m{i}"))
+        got = [[decode(await c.recv())["text"] for _ in range(20)] for c in clients]
         await clients[2].send("{bad")
-        error = live.decode(await clients[2].recv())
+        error = decode(await clients[2].recv())
         await clients[0].close()
         while len(hub) > 2:
             await asyncio.sleep(0.01)
-        await live.shutdown(clients=clients[1:], servers=[server])
+        await shutdown(clients=clients[1:], servers=[server])
         return hub, got, error
 
     hub, got, error = arun(main())
@@ -261,8 +266,8 @@ def test_hub_broadcasts_to_every_client_in_order():
 def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
     async def main():
         hub = Hub(queue_size=4)
-        server = await live.serve_hub(hub, close_timeout=1)
-        url = live.url_of(server)
+        server = await serve_hub(hub, close_timeout=1)
+        url = url_of(server)
         fast = [await connect(url) for _ in range(2)]
         slow = await connect(url, max_queue=1, compression=None)  # never reads
         while len(hub) < 3:
@@ -274,7 +279,7 @@ def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
                 counts[i] += 1
 
         readers = [asyncio.create_task(read(i)) for i in range(2)]
-        big = live.encode("chat", text=live.noise(32 * 1024, seed=2))
+        big = encode("chat", text=noise(32 * 1024, seed=2))
         sent = 0
         while not hub.dropped and sent < 5000:
             await fast[0].send(big)
@@ -287,7 +292,7 @@ def test_hub_drops_a_slow_client_instead_of_stalling_the_others():
                 await slow.recv()
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else None
-        summary = await live.shutdown(tasks=readers, clients=fast, servers=[server])
+        summary = await shutdown(tasks=readers, clients=fast, servers=[server])
         return hub, sent, counts, code, summary
 
     hub, sent, counts, code, summary = arun(main())
@@ -311,15 +316,15 @@ def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, cl
                                                                sent, received):
     async def main():
         hub = Hub(queue_size=4, grace=0.2)
-        server = await live.serve_hub(hub, close_timeout=close_timeout)
-        url = live.url_of(server)
+        server = await serve_hub(hub, close_timeout=close_timeout)
+        url = url_of(server)
         sender = await connect(url)
         slow = await connect(url, max_queue=1, compression=None, ping_interval=ping_interval,
                              ping_timeout=ping_interval, close_timeout=0.2)
         while len(hub) < 2:
             await asyncio.sleep(0.01)
-        reader = asyncio.create_task(live.read_messages(sender, lambda m: None))
-        big = live.encode("chat", text=live.noise(32 * 1024, seed=3))
+        reader = asyncio.create_task(read_messages(sender, lambda m: None))
+        big = encode("chat", text=noise(32 * 1024, seed=3))
         while len(hub) > 1:  # until the hub drops it, or (keepalive) it gives up first
             await sender.send(big)
             await asyncio.sleep(0.001)
@@ -329,7 +334,7 @@ def test_a_slow_client_survives_a_pause_only_without_keepalive(ping_interval, cl
                 await slow.recv()
         except ConnectionClosed as closed:
             result = (closed.sent and closed.sent.code, closed.rcvd and closed.rcvd.code)
-        await live.shutdown(tasks=[reader], clients=[sender, slow], servers=[server])
+        await shutdown(tasks=[reader], clients=[sender, slow], servers=[server])
         return result
 
     assert arun(main()) == (sent, received)
@@ -347,7 +352,7 @@ async def _readers(url, n, **kwargs):
 
     async def read(ws, log):
         async for frame in ws:
-            message = live.decode(frame)
+            message = decode(frame)
             if message["type"] == "chat":
                 log.append((time.perf_counter(), message["text"]))
 
@@ -385,16 +390,16 @@ def test_hub_absorbs_a_burst_of_100_with_nobody_dropped():
     """Notebook 03's queue of 8; 100 frames back to back, 30 idle clients that never read."""
     async def main():
         hub = Hub(queue_size=8, grace=0.5)
-        server = await live.serve_hub(hub, ping_interval=None)
-        url = live.url_of(server)
+        server = await serve_hub(hub, ping_interval=None)
+        url = url_of(server)
         clients, logs, tasks = await _readers(url, 3)
         idle = [await connect(url, close_timeout=0.2) for _ in range(30)]  # paused: 16 frames queued
         await _until(lambda: len(hub) == 33)
         for i in range(100):
-            await clients[0].send(live.encode("chat", text=f"m{i}"))
+            await clients[0].send(encode("chat", text=f"m{i}"))
         await _until(lambda: all(len(log) == 100 for log in logs))
         await asyncio.sleep(0.6)  # longer than the grace: a late verdict would show
-        summary = await live.shutdown(tasks=tasks, clients=clients + idle, servers=[server])
+        summary = await shutdown(tasks=tasks, clients=clients + idle, servers=[server])
         return hub, logs, summary
 
     hub, logs, summary = arun(main())
@@ -412,17 +417,17 @@ def test_hub_stalled_reader_beside_healthy_chatters():
     async def main():
         hub = Hub(queue_size=8, grace=grace, on_event=lambda kind, who: events.append(kind))
         # close_timeout=30: without cutting the dropped client's close, stopping would take 30 s
-        server = await live.serve_hub(hub, ping_interval=None, close_timeout=30)
-        url = live.url_of(server)
+        server = await serve_hub(hub, ping_interval=None, close_timeout=30)
+        url = url_of(server)
         clients, logs, tasks = await _readers(url, 3)
         stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
         await _until(lambda: len(hub) == 4)
         start = time.perf_counter()
-        big = live.noise(32 * 1024, seed=4)
+        big = noise(32 * 1024, seed=4)
         sent = 0
         async with asyncio.timeout(10):
             while not hub.dropped or sent < 40:  # ~1.3 MB more once it is gone
-                await clients[1].send(live.encode("chat", text=f"{sent}:{big}"))
+                await clients[1].send(encode("chat", text=f"{sent}:{big}"))
                 sent += 1
                 while sent - len(logs[1]) > 16:  # a sender the readers keep up with
                     await asyncio.sleep(0)
@@ -432,7 +437,7 @@ def test_hub_stalled_reader_beside_healthy_chatters():
         await server.wait_closed()
         stop_s = time.perf_counter() - t0
         stalled.close()
-        await live.shutdown(tasks=tasks, clients=clients)
+        await shutdown(tasks=tasks, clients=clients)
         return hub, logs, sent, start, stop_s
 
     hub, logs, sent, start, stop_s = arun(main())
@@ -449,17 +454,17 @@ def test_hub_drops_a_stalled_reader_whose_write_buffer_stays_full():
     dropped with "too slow: write buffer full", which it finds after its backlog."""
     async def main():
         hub = Hub(queue_size=8, grace=0.3, max_bytes=64 << 20, max_buffered=64 * 1024)
-        server = await live.serve_hub(hub, ping_interval=None, close_timeout=5, max_size=None)
-        url = live.url_of(server)
+        server = await serve_hub(hub, ping_interval=None, close_timeout=5, max_size=None)
+        url = url_of(server)
         clients, logs, tasks = await _readers(url, 1)
         stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
         await _until(lambda: len(hub) == 2)
         for i in range(6):  # 6 MB: more than the kernel's buffers, 6 messages: less than the queue
-            await clients[0].send(live.encode("chat", text=f"{i}:" + "x" * 1_000_000))
+            await clients[0].send(encode("chat", text=f"{i}:" + "x" * 1_000_000))
         await _until(lambda: hub.dropped and len(logs[0]) == 6)
         data = await read_until(stalled, close_frame(1008, "too slow: write buffer full"))
         stalled.close()
-        await live.shutdown(tasks=tasks, clients=clients, servers=[server])
+        await shutdown(tasks=tasks, clients=clients, servers=[server])
         return hub, data
 
     hub, data = arun(main())
@@ -473,17 +478,17 @@ def test_hub_stop_is_bounded_with_a_stalled_member():
     server.close() ends within close_timeout and the healthy clients get 1001."""
     async def main():
         hub = Hub(queue_size=8, grace=60, max_bytes=256 << 20)
-        server = await live.serve_hub(hub, ping_interval=None, close_timeout=0.5)
-        url = live.url_of(server)
+        server = await serve_hub(hub, ping_interval=None, close_timeout=0.5)
+        url = url_of(server)
         clients, logs, tasks = await _readers(url, 2)
         stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
         await _until(lambda: len(hub) == 3)
-        big = live.noise(32 * 1024, seed=5)
+        big = noise(32 * 1024, seed=5)
 
         async def flood():
             with contextlib.suppress(ConnectionClosed):
                 while True:
-                    await clients[0].send(live.encode("chat", text=big))
+                    await clients[0].send(encode("chat", text=big))
 
         sender = asyncio.create_task(flood())
         outbox = next(o for o in hub.clients.values() if o.name == "%s:%d" % stalled.getsockname())
@@ -499,7 +504,7 @@ def test_hub_stop_is_bounded_with_a_stalled_member():
             codes.append(ws.close_code)
         await asyncio.wait_for(sender, 2)
         stalled.close()
-        await live.shutdown(tasks=tasks, clients=clients)
+        await shutdown(tasks=tasks, clients=clients)
         return hub, stop_s, codes
 
     hub, stop_s, codes = arun(main())
@@ -513,9 +518,9 @@ def test_hub_ping_deadline_closes_a_frozen_client():
 
     async def main():
         hub = Hub(on_event=lambda kind, who: events.append(kind))
-        server = await live.serve_hub(hub, ping_interval=0.2, ping_timeout=0.2, close_timeout=0.5)
-        frozen = await connect(live.url_of(server), ping_interval=None)
-        alive = await connect(live.url_of(server), ping_interval=None)
+        server = await serve_hub(hub, ping_interval=0.2, ping_timeout=0.2, close_timeout=0.5)
+        frozen = await connect(url_of(server), ping_interval=None)
+        alive = await connect(url_of(server), ping_interval=None)
         while len(hub) < 2:
             await asyncio.sleep(0.01)
         frozen.transport.pause_reading()  # a frozen peer: it will never answer a ping
@@ -524,7 +529,7 @@ def test_hub_ping_deadline_closes_a_frozen_client():
         await asyncio.sleep(0.5)  # a few more ping periods: the live client stays
         remaining = len(hub)
         frozen.transport.abort()
-        await live.shutdown(clients=[alive], servers=[server])
+        await shutdown(clients=[alive], servers=[server])
         return remaining
 
     assert arun(main()) == 1
@@ -534,7 +539,7 @@ def test_hub_ping_deadline_closes_a_frozen_client():
 def test_shutdown_skips_none_and_is_bounded():
     async def main():
         task = asyncio.create_task(asyncio.sleep(60))
-        return await live.shutdown(tasks=[task, None], clients=[None], servers=[None])
+        return await shutdown(tasks=[task, None], clients=[None], servers=[None])
 
     assert arun(main()) == "stopped 1 task, 0 clients, 0 servers"
 

@@ -1,4 +1,4 @@
-"""The pause and out-of-order harness (course.tools.execute.stress) and the raw-connection helpers.
+"""The pause and out-of-order harness (tools.execute.stress) and the raw-connection helpers.
 
 The two small notebooks below replay the bug of issue "chapter 02 breaks after a reading pause":
 a raw connection opened in one cell and used in a later one, against a server with keepalive,
@@ -15,9 +15,9 @@ import nbformat
 import pytest
 from websockets.asyncio.server import serve
 
-from course.dissect import PeerClosed, raw_upgrade, read_frames
+from course.net.rawclient import PeerClosed, raw_upgrade, read_frames
 from course.protocol import Opcode, encode_frame
-from course.tools.execute import (StressFailure, load_sanitizers, perturbed_order, printed_text,
+from tools.execute import (StressFailure, load_sanitizers, perturbed_order, printed_text,
                                   sections, stress)
 
 
@@ -122,7 +122,6 @@ def test_read_frames_gives_up_after_its_timeout_and_raw_upgrade_reports_a_refusa
 
 SETUP = """\
 from websockets.asyncio.server import serve
-from course.dissect import raw_upgrade, read_frames
 from course.protocol import Opcode, encode_frame
 
 async def echo(ws):

@@ -1,4 +1,4 @@
-"""course.rawserver: the from-scratch echo server against the websockets client, raw sockets,
+"""course.net.rawserver: the from-scratch echo server against the websockets client, raw sockets,
 real Chromium, and its command line (SIGTERM/SIGINT)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from course.protocol import CloseCode, FrameReader, Opcode, decode_close, encode_close, encode_frame
-from course.rawserver import start_server
+from course.net.rawserver import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MASK = b"\x0a\x0b\x0c\x0d"
@@ -229,7 +228,7 @@ def test_client_vanishing_does_not_crash_the_server():
 
 
 def test_rawserver_does_not_use_the_websockets_library():
-    code = ("import sys, course.rawserver; "
+    code = ("import sys, course.net.rawserver; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'websockets'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=30, check=True).stdout
@@ -241,7 +240,7 @@ def test_rawserver_does_not_use_the_websockets_library():
 
 def start_cli(*args: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "course.rawserver", "--host", "127.0.0.1", "--port", "0", *args],
+        [sys.executable, "-m", "course.net.rawserver", "--host", "127.0.0.1", "--port", "0", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     assert line.startswith("listening on ws://127.0.0.1:"), (line, process.stderr.read())

@@ -1,4 +1,4 @@
-"""course.transports: the CLI, the servers' answers to bad input, byte counting, clean shutdown.
+"""course.measure.transports: the CLI, the servers' answers to bad input, byte counting, clean shutdown.
 
 Latency ratios are not asserted here (the machine is shared and noisy); the CLI test
 prints them so that a run shows what was measured.
@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from course.news import Event, NewsSource, schedule
-from course.transports import (
+from course.demo.news import Event, NewsSource, schedule
+from course.measure.transports import (
     STRATEGIES, CountingProxy, EventServer, Settings, SSEParser, capture_empty_poll, format_sse,
     measure_all, parse_page, percentile, run_strategy, table,
 )
@@ -35,9 +35,9 @@ REQUIRED = {"strategy", "p50_ms", "p95_ms", "http_requests", "bytes_per_event", 
 
 @pytest.fixture(scope="module")
 def cli_run():
-    """One run of ``python -m course.transports --json`` (about 13 s), shared by the tests below."""
+    """One run of ``python -m course.measure.transports --json`` (about 13 s), shared by the tests below."""
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-X", "dev", "-m", "course.transports", "--json"],
+    proc = subprocess.run([sys.executable, "-X", "dev", "-m", "course.measure.transports", "--json"],
                           capture_output=True, text=True, timeout=90)
     return proc, time.monotonic() - start
 
@@ -74,7 +74,7 @@ def test_cli_json_has_the_five_strategies_with_sane_values(cli_run):
 
 
 def test_cli_table_and_bad_arguments():
-    proc = subprocess.run([sys.executable, "-m", "course.transports", "--duration", "-3"],
+    proc = subprocess.run([sys.executable, "-m", "course.measure.transports", "--duration", "-3"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "--duration must be within" in proc.stderr
@@ -82,7 +82,7 @@ def test_cli_table_and_bad_arguments():
 
 
 def test_table_lists_every_strategy(cli_run):
-    from course.transports import Result
+    from course.measure.transports import Result
     rows = [Result(**{k: v for k, v in r.items() if k != "missed"}) for r in json.loads(cli_run[0].stdout)]
     text = table(rows)
     for name in STRATEGIES:

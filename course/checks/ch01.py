@@ -3,7 +3,7 @@
 * :func:`check_header_bytes` — ``header_bytes(message: bytes) -> int``, the size of an
   HTTP message's head (start line + headers + the blank line).
 * :func:`check_long_poll` — ``async long_poll(session, url, since, count) -> list[dict]``,
-  run against a real :class:`course.transports.EventServer` on 127.0.0.1.
+  run against a real :class:`course.measure.transports.EventServer` on 127.0.0.1.
 
 Each case prints one ✅/❌ line and never raises (see :mod:`course.checks`).
 """
@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 
 from course.checks import acheck, check, expect, expect_equal, summary
-from course.news import NewsSource
-from course.transports import EventServer
+from course.demo.news import NewsSource
+from course.measure.transports import EventServer
 
 __all__ = ["check_header_bytes", "check_long_poll"]
 

@@ -520,7 +520,7 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
         await waiter
 
     async def two_in_one_write() -> None:
-        from course.dissect import PeerClosed, raw_upgrade, read_frames
+        from course.net.rawclient import PeerClosed, raw_upgrade, read_frames
         from course.protocol import FrameReader, Opcode, encode_frame
 
         try:
@@ -696,7 +696,7 @@ def selected_cases(include: Sequence[str]) -> list[str]:
 
 def _frames(data: bytes) -> list[Any]:
     """The complete frames after the HTTP head of one direction of a relayed connection."""
-    from course.dissect import frames_in, split_head
+    from course.ui.frames import frames_in, split_head
 
     try:
         _, rest = split_head(bytes(data))
@@ -785,10 +785,10 @@ async def _report_stall(port: int, cases: Sequence[str], stall: float,
     not tell which case it belongs to: run the cases one by one (about 0.15 s each) until
     one gets no answer within ``stall`` seconds.
     """
-    from course.dissect import start_recorder
+    from course.net.relay import start_relay
 
     for case in cases:
-        relay = await start_recorder("127.0.0.1", port)
+        relay = await start_relay("127.0.0.1", port)
         run = asyncio.create_task(run_autobahn(relay.port, [case], timeout=stall + 30))
         try:
             stuck = await _watch(run, relay, stall)
@@ -803,6 +803,7 @@ async def _report_stall(port: int, cases: Sequence[str], stall: float,
             with contextlib.suppress(BaseException):
                 await run
             relay.close()
+            await relay.wait_closed()
     else:
         print(f"{FAIL} Autobahn stopped: a connection got no answer for {stall:.0f} s, but no "
               "case hangs when run alone (does your server handle several clients at once?)")
@@ -818,7 +819,7 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
 
     A quick echo probe runs first: if the server cannot even echo (e.g. it is not
     implemented yet), Autobahn is skipped with one ❌ line instead of 50 failures.
-    The cases run through a recording relay (:class:`course.dissect.Recorder`): when a
+    The cases run through a recording relay (:class:`course.net.relay.Relay`): when a
     connection stays silent for ``stall`` seconds, the run stops, the cases are replayed
     one by one to find the one that hangs, and the check names it, says what was sent and
     answered, and hints at the cause.
@@ -835,7 +836,7 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
     """
     from websockets.asyncio.client import connect
 
-    from course.dissect import start_recorder
+    from course.net.relay import start_relay
 
     echoed = False
     try:
@@ -853,7 +854,7 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
             print(f"{FAIL} Autobahn skipped: your server does not echo yet ({why}). "
                   "Make check_echo_server pass first.")
             return None
-    relay = await start_recorder("127.0.0.1", port)
+    relay = await start_relay("127.0.0.1", port)
     run = asyncio.create_task(run_autobahn(relay.port, include, timeout=timeout))
     stalled = False
     try:
@@ -869,6 +870,7 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
         return None
     finally:
         relay.close()
+        await relay.wait_closed()
     counts = summarize_autobahn(results)
     failed = sum(n for s, n in counts.items() if s not in ("OK", "NON-STRICT", "INFORMATIONAL"))
     if failed:

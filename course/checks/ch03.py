@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from course.checks import acheck, expect, expect_equal, summary
 
-__all__ = ["check_push_news", "check_broadcast_handler", "stop_all"]
+__all__ = ["Handler", "check_push_news", "check_broadcast_handler", "stop_all"]
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 

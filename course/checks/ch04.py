@@ -9,7 +9,7 @@ The Python function is called on real inputs, including the plausible mistakes (
 name kept, the length measured before stripping, a name that is not a string).
 
 The JavaScript handler is run for real: :func:`check_onmessage_js` hands it to Node.js
-(``course/static/onmessage_harness.js``), which calls it as the page's widget does,
+(``course/ui/static/onmessage_harness.js``), which calls it as the page's widget does,
 ``handler({data}, log)``, on a minimal fake page, with the messages the chat server sends
 (welcome, message, error), text that is not JSON and unknown types, then reads back the
 lines in ``log``.  HTML sinks such as ``innerHTML`` really parse what they are given, so a
@@ -17,7 +17,7 @@ message ``<img src=x onerror=...>`` inserted as HTML shows up as an ``<img>`` el
 Without Node.js (a laptop without it), the check says so and falls back to a keyword scan
 whose lines say "mentions ...": it claims nothing about behaviour.
 ``tests/test_checks_ch04.py`` also runs the solution's handler in a real Chromium page
-against a real ``course.chat`` server.
+against a real ``course.net.chat`` server.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Any
 from course.checks import check, expect, expect_equal, summary
 
 __all__ = ["check_parse_chat_message", "check_onmessage_js", "run_handler_in_node",
-           "strip_js_comments_and_strings", "find_node"]
+           "strip_js_comments_and_strings", "find_node", "MAX_TEXT", "NODE_TIMEOUT",
+           "CALL_TIMEOUT_MS", "ADA", "BOB", "ATTACK", "HISTORY", "SERVER_ERROR", "SCENARIOS"]
 
 MAX_TEXT = 500
 NODE_TIMEOUT = 10.0   # seconds for the whole Node.js run
@@ -175,7 +176,7 @@ def run_handler_in_node(source: str, scenarios: dict[str, list[str]], node: str)
     Raises:
         AssertionError: Node.js did not finish within ``NODE_TIMEOUT`` seconds or failed.
     """
-    harness = resources.files("course").joinpath("static/onmessage_harness.js")
+    harness = resources.files("course.ui").joinpath("static/onmessage_harness.js")
     request = {"source": source, "timeout_ms": CALL_TIMEOUT_MS, "scenarios": list(scenarios.values())}
     with resources.as_file(harness) as path:
         try:

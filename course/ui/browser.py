@@ -1,7 +1,7 @@
 """Browser-side widgets: a WebSocket client and local pages, shown in the notebook's page.
 
 :class:`BrowserClient` is an `anywidget <https://anywidget.dev>`_: its JavaScript
-(``course/static/browser_client.js``) runs in JupyterLab's page and calls
+(``course/ui/static/browser_client.js``) runs in JupyterLab's page and calls
 ``new WebSocket(url)`` there, exactly like a web site's script.  The server it
 talks to usually runs in the kernel (``127.0.0.1:PORT``).  What the page sees
 comes back to Python through synced traitlets (``ready_state``, ``received``,
@@ -13,7 +13,7 @@ never runs and ``ready_state`` stays ``-1``.  Code in the kernel must therefore
 never *wait* for the page without a bound.
 
 Which URL? Only the browser knows where it is, so the page decides, with one rule
-(:func:`url_from_page`, mirrored in ``course/static/kernel_url.js``): a page whose
+(:func:`url_from_page`, mirrored in ``course/ui/static/kernel_url.js``): a page whose
 host is a loopback name (``localhost``, ``127.0.0.1``...) is on the kernel's machine
 and connects directly to ``127.0.0.1:PORT``; any other page (JupyterHub, Binder)
 goes through `jupyter-server-proxy` on its own origin, ``BASE/proxy/PORT/``.
@@ -34,7 +34,7 @@ import traitlets
 __all__ = ["ReadyState", "MODES", "is_loopback_host", "resolve_mode", "url_from_page",
            "BrowserClient", "LocalPage"]
 
-STATIC = Path(__file__).parent / "static"
+_STATIC = Path(__file__).parent / "static"
 #: How a widget reaches the kernel's 127.0.0.1: decided by the page, or forced.
 MODES = ("auto", "direct", "proxy")
 
@@ -118,7 +118,7 @@ def url_from_page(page_url: str, port: int, path: str = "/", *, mode: str = "aut
 
 def _module_source(name: str) -> str:
     """The module of a widget: the shared URL rule, then the widget's own code."""
-    return "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("kernel_url.js", name))
+    return "\n".join((_STATIC / f).read_text(encoding="utf-8") for f in ("kernel_url.js", name))
 
 
 class _KernelHeld(anywidget.AnyWidget):

@@ -1,6 +1,6 @@
-// The browser side of course.browser.LocalPage (an anywidget module): a page
+// The browser side of course.ui.browser.LocalPage (an anywidget module): a page
 // served on the kernel's 127.0.0.1:PORT, shown as a frame or as a link.
-// course/browser.py puts kernel_url.js (urlFromPage) in front of this file:
+// course/ui/browser.py puts kernel_url.js (urlFromPage) in front of this file:
 // the frame's address follows the same rule as BrowserClient's WebSocket.
 // The address is set as a property (iframe.src, a.href), never as HTML.
 

@@ -12,8 +12,8 @@
   cell, in lessons, solutions and exercises alike: a cell never holds the end of one section
   and the start of the next.
 
-Usage: ``python -m course.tools.lint`` (exits 1 and lists problems if any);
-``python -m course.tools.lint --split-sections NB...`` first splits the markdown cells of those
+Usage: ``python -m tools.lint`` (exits 1 and lists problems if any);
+``python -m tools.lint --split-sections NB...`` first splits the markdown cells of those
 notebooks at their misplaced section headings.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("notebooks", "solutions", "exercises")
 OPT_OUT = re.compile(r"#\s*(NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)")
 MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP"}

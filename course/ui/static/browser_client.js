@@ -1,11 +1,11 @@
-// The browser side of course.browser.BrowserClient (an anywidget module).
+// The browser side of course.ui.browser.BrowserClient (an anywidget module).
 //
 // The WebSocket lives in the page (JupyterLab's tab), not in the kernel: this
 // is exactly the JavaScript a web page runs.  initialize() runs once per widget
 // model and owns the connection; render() runs once per view (each place the
 // widget is displayed) and only draws.  State goes back to Python through
 // synced traitlets: ready_state, received, last_message, close_code, error...
-// course/browser.py puts kernel_url.js (urlFromPage, unreachableHint) in front
+// course/ui/browser.py puts kernel_url.js (urlFromPage, unreachableHint) in front
 // of this file: together they are the widget's module.
 
 const READY = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];

@@ -18,8 +18,8 @@ so its committed outputs show what a student sees before writing any code.
 
 Usage::
 
-    python -m course.tools.exercises                 # every notebook in solutions/
-    python -m course.tools.exercises solutions/NB.ipynb
+    python -m tools.exercises                 # every notebook in solutions/
+    python -m tools.exercises solutions/NB.ipynb
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 
@@ -101,7 +101,7 @@ def generate(solution_path: Path, execute: bool = True) -> Path:
     target.parent.mkdir(exist_ok=True)
     nbformat.write(make_exercise(solution), target)
     if execute:
-        from course.tools.execute import execute as run
+        from tools.execute import execute as run
 
         run(target)
     return target

@@ -1,6 +1,6 @@
 """Chapter 1: five ways to get server events to a client, measured on real sockets.
 
-One :class:`~course.news.NewsSource` emits headlines at random instants.  Five
+One :class:`~course.demo.news.NewsSource` emits headlines at random instants.  Five
 strategies deliver them to a client, each through a real server on ``127.0.0.1``
 (aiohttp) and a real client (aiohttp, or the ``websockets`` library for WebSocket):
 
@@ -25,8 +25,8 @@ Notebook use (the kernel's loop is running, so ``await`` directly)::
 
 Command line::
 
-    python -m course.transports           # a table
-    python -m course.transports --json    # one JSON object per strategy
+    python -m course.measure.transports           # a table
+    python -m course.measure.transports --json    # one JSON object per strategy
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from course import stats
-from course.news import Event, NewsSource, schedule
+from course.measure import stats
+from course.demo.news import Event, NewsSource, schedule
 
 __all__ = [
     "STRATEGIES", "Settings", "Result", "Capture", "Exchange", "CountingProxy", "EventServer",
@@ -1006,8 +1006,8 @@ def plot(results: list[Result]):
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course.transports [--json] [--duration S] [--seed N] [--sequential]``."""
-    parser = argparse.ArgumentParser(prog="python -m course.transports", description=__doc__.split("\n")[0])
+    """``python -m course.measure.transports [--json] [--duration S] [--seed N] [--sequential]``."""
+    parser = argparse.ArgumentParser(prog="python -m course.measure.transports", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per strategy")
     parser.add_argument("--duration", type=float, default=12.0,
                         help="seconds of events (default 12; total run about duration + 4 s)")

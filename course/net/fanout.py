@@ -6,7 +6,7 @@ writer task, and the :class:`Fanout` puts each message into every queue, without
 waiting for anybody.  It knows nothing of ``websockets`` or ``aiohttp``: a client is
 three callables, a coroutine that sends one text, a coroutine that closes with a code
 and a reason, and a function that aborts the TCP connection.  ``course.live.Hub``
-(``websockets``) and ``course.chat`` (``aiohttp``) both broadcast through it.
+(``websockets``) and ``course.net.chat`` (``aiohttp``) both broadcast through it.
 
 **The slow-client rule.**  A burst is not a slow client: a dozen messages arriving at
 once fill a queue of eight for a few milliseconds, then the writer drains it.  So the
@@ -54,7 +54,7 @@ __all__ = [
 
 SLOW_CLOSE_CODE = 1008   #: policy violation: the code a too-slow client is closed with
 GOING_AWAY = 1001        #: the server is stopping
-KIB = 1024
+_KIB = 1024
 
 
 class Verdict(str, enum.Enum):
@@ -95,8 +95,8 @@ class SlowRule:
 
     queue_size: int = 16
     grace: float = 1.0
-    max_bytes: int = 1024 * KIB
-    max_buffered: int = 256 * KIB
+    max_bytes: int = 1024 * _KIB
+    max_buffered: int = 256 * _KIB
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -371,7 +371,7 @@ class Fanout:
     """
 
     def __init__(self, queue_size: int = 16, *, grace: float = 1.0,
-                 max_bytes: int = 1024 * KIB, max_buffered: int = 256 * KIB,
+                 max_bytes: int = 1024 * _KIB, max_buffered: int = 256 * _KIB,
                  close_timeout: float | None = 10.0,
                  on_event: Callable[[str, str], None] | None = None) -> None:
         self.rule = SlowRule(queue_size, grace, max_bytes, max_buffered)

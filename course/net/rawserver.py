@@ -7,11 +7,11 @@ read -> ``feed()`` -> ``events()`` -> ``send_message()`` -> ``data_to_send()`` -
 It answers every ping (RFC 6455 requires it) but sends none: there is no keepalive, so a client
 that stays silent, like a hand-typed raw connection in a notebook while you read, keeps its
 connection for as long as it likes. A server facing the internet would ping to find dead peers
-and free their resources (``course.live.serve_hub`` shows how, with ``websockets``).
+and free their resources (``course.net.hub.serve_hub`` shows how, with ``websockets``).
 
 From a notebook (the kernel's loop is already running)::
 
-    from course.rawserver import start_server
+    from course.net.rawserver import start_server
     server = await start_server(host="127.0.0.1", port=0)
     print(server.url)            # ws://127.0.0.1:PORT
     ...
@@ -20,7 +20,7 @@ From a notebook (the kernel's loop is already running)::
 
 From a shell::
 
-    python -m course.rawserver --host 127.0.0.1 --port 0
+    python -m course.net.rawserver --host 127.0.0.1 --port 0
     # prints "listening on ws://127.0.0.1:PORT"; SIGTERM or Ctrl-C stops it (exit 0)
 """
 
@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
+from course.net.lifecycle import Service, run_until_signal
 from course.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     CloseCode,
@@ -43,15 +43,15 @@ from course.protocol import (
     State,
 )
 
-__all__ = ["EchoServer", "start_server", "main"]
+__all__ = ["READ_SIZE", "EchoServer", "start_server", "main"]
 
-logger = logging.getLogger("course.rawserver")
+logger = logging.getLogger("course.net.rawserver")
 
 #: Bytes asked from the socket per read.
 READ_SIZE = 1 << 20
 
 
-class EchoServer:
+class EchoServer(Service):
     """A running echo server; create it with :func:`start_server`.
 
     Attributes:
@@ -72,11 +72,6 @@ class EchoServer:
         self._server: asyncio.base_events.Server | None = None
         self._connections: dict[asyncio.Task, tuple[ServerConnection, asyncio.StreamWriter]] = {}
         self._closing = False
-
-    @property
-    def url(self) -> str:
-        """``ws://HOST:PORT`` to give to a client."""
-        return f"ws://{self.host}:{self.port}"
 
     @property
     def connections(self) -> int:
@@ -174,13 +169,6 @@ class EchoServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> EchoServer:
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.close()
-        await self.wait_closed()
-
 
 async def start_server(host: str = "127.0.0.1", port: int = 0, *,
                        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -207,26 +195,8 @@ async def start_server(host: str = "127.0.0.1", port: int = 0, *,
     return server
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    server = await start_server(args.host, args.port, max_message_size=args.max_message_size)
-    print(f"listening on {server.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C still raises KeyboardInterrupt
-            pass
-    try:
-        await stop.wait()
-    finally:
-        server.close()
-        await server.wait_closed()
-        print("stopped", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: ``python -m course.rawserver [--host H] [--port P]``."""
+    """Command line entry point: ``python -m course.net.rawserver [--host H] [--port P]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -236,11 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:  # only where signal handlers are unavailable
-        pass
-    return 0
+    return run_until_signal(lambda: start_server(args.host, args.port,
+                                                 max_message_size=args.max_message_size))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Navigation cells are markdown cells tagged ``nav``, first and last in each lesso
 rewritten on every run, so never edit them by hand. The README's table lives between
 ``<!-- contents:start -->`` and ``<!-- contents:end -->``.
 
-Usage: ``python -m course.tools.nav`` (``--check`` exits 1 if anything is out of date).
+Usage: ``python -m tools.nav`` (``--check`` exits 1 if anything is out of date).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- contents:start -->", "<!-- contents:end -->"
 TAG = "nav"
 

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m course.tools.execute notebooks/01_why_realtime.ipynb ...
-    python -m course.tools.execute --twice NB   # run all cells twice in one kernel, save nothing
-    python -m course.tools.execute --stress NB  # a student who pauses, then re-runs out of order
+    python -m tools.execute notebooks/01_why_realtime.ipynb ...
+    python -m tools.execute --twice NB   # run all cells twice in one kernel, save nothing
+    python -m tools.execute --stress NB  # a student who pauses, then re-runs out of order
 
 Cells run with the notebook's folder as working directory, as in JupyterLab.
 
@@ -54,7 +54,7 @@ PAUSE = 0.6
 #: Cells slower than this (s) in pass 1 run only once in pass 2: the measurements of chapter 1
 #: and a deliberate 3 s wait in chapter 3; every quicker cell is repeated.
 SLOW = 2.0
-SANITIZE = Path(__file__).resolve().parents[2] / "tests" / "sanitize.cfg"
+SANITIZE = Path(__file__).resolve().parents[1] / "tests" / "sanitize.cfg"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in tracebacks
 
 #: Run in the kernel before pass 1 of ``--stress``: websockets' keepalive, compressed so that

@@ -1,7 +1,7 @@
 // How a page reaches a server listening on the kernel's 127.0.0.1:PORT.
-// Shared by the widgets of course.browser: course/browser.py puts this file in
+// Shared by the widgets of course.ui.browser: course/ui/browser.py puts this file in
 // front of each widget's own module (browser_client.js, local_page.js).
-// course.browser.url_from_page is the Python mirror of urlFromPage.
+// course.ui.browser.url_from_page is the Python mirror of urlFromPage.
 //
 // Only the browser knows where it is, so the page decides:
 // - a page served from a loopback host (localhost, 127.0.0.1, [::1]) is on the

@@ -1,0 +1,1 @@
+"""Measurement: statistics, latency, and the transports experiment of chapter 1."""

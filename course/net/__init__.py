@@ -1,0 +1,1 @@
+"""asyncio: servers, clients, the hub, the relay, and the lifecycle they share."""

@@ -1,0 +1,1 @@
+"""Formats above the frames, sans-I/O: the message envelope, the chat's messages, the RFC examples."""

@@ -1,0 +1,58 @@
+"""The chat's messages (chapter 4): what a page may send, checked without any I/O.
+
+* page → server: ``{"type": "message", "text": "hi", "name": "ada"}`` (``name`` optional);
+* server → page: ``{"type": "welcome", "history": [...]}`` on connect,
+  ``{"type": "message", "id": 7, "name": "ada", "text": "hi"}`` for every message, and
+  the envelope's error, ``{"type": "error", "code": "bad-json", "error": "..."}``, when
+  a page sends something invalid (the connection stays open).
+"""
+
+from __future__ import annotations
+
+from course.wire.envelope import BadMessage, ErrorCode, Kind, decode
+
+__all__ = ["MAX_TEXT_CHARS", "MAX_NAME_CHARS", "MAX_FRAME_BYTES", "HISTORY_SIZE",
+           "parse_client_message"]
+
+MAX_TEXT_CHARS = 500          #: longest accepted message text
+MAX_NAME_CHARS = 32           #: longest accepted name
+MAX_FRAME_BYTES = 64 * 1024   #: larger frames are refused with close code 1009
+HISTORY_SIZE = 50             #: messages replayed to a page that (re)connects
+
+
+def parse_client_message(data: str) -> dict[str, str]:
+    """Validate one text message from a page.
+
+    Args:
+        data: the text of a WebSocket message, expected to be a JSON object
+            ``{"type": "message", "text": str, "name": str (optional)}``.
+
+    Returns:
+        ``{"name": ..., "text": ...}`` with surrounding whitespace stripped and
+        ``name`` defaulting to ``"anonymous"``.
+
+    Raises:
+        BadMessage: not JSON (``bad-json``); not an object of type ``"message"``, or a
+            text or name that is not a string (``bad-shape``); an empty text (``empty``);
+            a text or name that is too long (``too-long``).
+    """
+    try:
+        obj = decode(data, types={Kind.MESSAGE.value})
+    except BadMessage as error:
+        if error.code is ErrorCode.BAD_JSON:
+            raise
+        raise BadMessage(ErrorCode.BAD_SHAPE,
+                         'expected a JSON object {"type": "message", "text": ...}') from None
+    text, name = obj.get("text"), obj.get("name", "anonymous")
+    if not isinstance(text, str) or not isinstance(name, str):
+        raise BadMessage(ErrorCode.BAD_SHAPE, '"text" and "name" must be strings')
+    text, name = text.strip(), name.strip() or "anonymous"
+    if not text:
+        raise BadMessage(ErrorCode.EMPTY, "empty message")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadMessage(ErrorCode.TOO_LONG,
+                         f"message too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadMessage(ErrorCode.TOO_LONG,
+                         f"name too long: {len(name)} characters, at most {MAX_NAME_CHARS}")
+    return {"name": name, "text": text}
