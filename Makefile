@@ -80,6 +80,7 @@ benchmarks: $(VENV)/.installed-test
 	$(BIN)/python -m course.measure.transports
 	$(BIN)/python benchmarks/rawserver_vs_websockets.py
 	$(BIN)/python benchmarks/push_latency.py
+	$(BIN)/python benchmarks/hub_stall.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

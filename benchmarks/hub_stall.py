@@ -3,7 +3,7 @@
 Loopback only, bounded in count and time.  Two servers are measured, each with the code
 of this tree or of a git revision (``--rev``, e.g. the commit before the fix):
 
-* ``hub``: ``course.live.Hub`` (``websockets``) with ``queue_size=8`` as in notebook 03;
+* ``hub``: ``course.net.hub.Hub`` (``websockets``) with ``queue_size=8`` as in notebook 03;
 * ``chat``: ``course.net.chat`` (``aiohttp``) with its defaults.
 
 Scenarios:
@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import inspect
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -54,34 +54,48 @@ STOP_BOUND = 20.0        #: seconds after which stopping counts as hung
 WINDOW = 32              #: the sender stays at most this many messages ahead of its own echo
 
 
-def load(rev: str | None) -> tuple[ModuleType, ModuleType]:
-    """``course.live`` and ``course.net.chat`` from this tree, or from git revision ``rev``.
+def load() -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The hub's and the chat's API, from the ``course`` package that is importable.
+
+    With ``--rev``, :func:`main` runs this script again in a child process whose
+    ``PYTHONPATH`` holds that revision's ``course/``: revisions before the layered package
+    (flat ``course/live.py`` and ``course/chat.py``) and after it both work.
+    """
+    try:
+        from course.demo.feeds import noise
+        from course.net.chat import start_chat
+        from course.net.hub import Hub, serve_hub
+    except ImportError:  # a revision before the layered package
+        from course import chat, live
+        return (SimpleNamespace(Hub=live.Hub, serve_hub=live.serve_hub, noise=live.noise),
+                SimpleNamespace(start=chat.start))
+    return SimpleNamespace(Hub=Hub, serve_hub=serve_hub, noise=noise), SimpleNamespace(start=start_chat)
+
+
+def run_at_revision(rev: str, argv: list[str]) -> int:
+    """Run this script with the ``course/`` of git revision ``rev`` (exported to a temp dir).
 
     Raises:
-        subprocess.CalledProcessError: ``rev`` is not a revision that has these files.
+        subprocess.CalledProcessError: ``rev`` is not a revision of this repository.
     """
-    if rev is None:
-        from course import chat, live
-        return live, chat
-    folder = Path(tempfile.mkdtemp(prefix="hub_stall_"))
-    modules = []
-    for name in ("live", "chat"):
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:course/{name}.py"],
-                                check=True, capture_output=True, text=True).stdout
-        path = folder / f"{name}_at_rev.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        modules.append(module)
-    return modules[0], modules[1]
+    with tempfile.TemporaryDirectory(prefix="hub_stall_") as folder:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "course"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        for helper in ("course/net/__init__.py", "course/net/fanout.py",  # this script's own tools,
+                       "course/measure/__init__.py", "course/measure/stats.py"):  # if missing there
+            target = Path(folder) / helper
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text((ROOT / helper).read_text(encoding="utf-8"), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": folder, "HUB_STALL_REV": rev}
+        return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
 
 
 class Target:
     """One running server (hub or chat) and how to talk to it."""
 
-    def __init__(self, kind: str, live: ModuleType, chat: ModuleType):
+    def __init__(self, kind: str, live: SimpleNamespace, chat: SimpleNamespace):
         self.kind, self.live, self.chat = kind, live, chat
         self.server = self.hub = None
 
@@ -89,7 +103,7 @@ class Target:
         if self.kind == "hub":
             self.hub = self.live.Hub(queue_size=HUB_QUEUE)
             self.server = await self.live.serve_hub(self.hub)
-            self.port = self.server.sockets[0].getsockname()[1]
+            self.port = getattr(self.server, "port", None) or self.server.sockets[0].getsockname()[1]
             self.url, self.path = f"ws://127.0.0.1:{self.port}", "/"
         else:
             self.server = await self.chat.start("127.0.0.1", 0)
@@ -117,11 +131,11 @@ class Target:
         return None if room is None else len(room.dropped)
 
     async def stop(self) -> None:
-        if self.kind == "hub":
-            self.server.close()
-            await self.server.wait_closed()
-        else:
-            await self.server.stop()
+        if self.kind == "chat" and not hasattr(self.server, "wait_closed"):
+            await self.server.stop()  # the chat's API before the one lifecycle
+            return
+        self.server.close()
+        await self.server.wait_closed()
 
 
 class Reader:
@@ -236,7 +250,7 @@ async def burst(target: Target, n: int, idle: int = 0) -> dict:
 
 async def run(kinds: list[str], rev: str | None, seconds: float, bursts: list[int],
               idle: int) -> list[dict]:
-    live, chat = load(rev)
+    live, chat = load()
     rows = []
     for kind in kinds:
         rows.append(await stall(Target(kind, live, chat), seconds))
@@ -274,14 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     bursts = [int(n) for n in args.bursts.split(",") if n]
     if not 0 < args.seconds <= 60 or any(not 0 < n <= 100_000 for n in bursts) or not 0 <= args.idle <= 1000:
         parser.error("--seconds in (0, 60], bursts in 1..100000, --idle in 0..1000")
+    if args.rev and "HUB_STALL_REV" not in os.environ:
+        return run_at_revision(args.rev, sys.argv[1:] if argv is None else list(argv))
+    rev = os.environ.get("HUB_STALL_REV")
     kinds = ["hub", "chat"] if args.server == "both" else [args.server]
-    rows = asyncio.run(run(kinds, args.rev, args.seconds, bursts, args.idle))
+    rows = asyncio.run(run(kinds, rev, args.seconds, bursts, args.idle))
     if args.json:
         for row in rows:
             print(json.dumps(row))
     else:
-        print(f"code: {args.rev or 'this tree'}; hub queue_size={HUB_QUEUE}; "
-              f"grace={getattr(inspect.signature(load(args.rev)[0].Hub).parameters.get('grace'), 'default', 'none')}")
+        print(f"code: {rev or 'this tree'}; hub queue_size={HUB_QUEUE}; "
+              f"grace={getattr(inspect.signature(load()[0].Hub).parameters.get('grace'), 'default', 'none')}")
         print(table(rows))
     return 0
 

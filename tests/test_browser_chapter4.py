@@ -125,7 +125,7 @@ def test_chapter4_in_jupyterlab(chromium, lab4, route):
         _select(page, _code_cell(page, cleanup_source()))
         _menu(page, "Run", "Run All Above Selected Cell")
         kernel_port = int(_output(page, "server = await serve(", r"listening on ws://127\.0\.0\.1:(\d+)/")[1])
-        chat_port = int(_output(page, "chat_server = await chat.start(", r"chat page, on the kernel's machine: http://127\.0\.0\.1:(\d+)/")[1])
+        chat_port = int(_output(page, "chat_server = await start_chat(", r"chat page, on the kernel's machine: http://127\.0\.0\.1:(\d+)/")[1])
         _output(page, "bad_inputs = [", r"broadcast -> ")
 
         # The kernel's pushes arrive in the page, over the page's own WebSocket.

@@ -164,7 +164,7 @@ def test_bad_input_gets_error_replies_and_server_survives(chat_process):
     async def scenario():
         async with connect(chat_process.ws_url) as ws:
             assert json.loads(await ws.recv()) == {"type": "welcome", "history": []}
-            for data, code in [("{oops", "bad-json"), (b"\x00\x01", "binary"),
+            for data, code in [("{oops", "bad-json"), (b"\x00\x01", "not-text"),
                                (json.dumps({"type": "message", "text": "x" * 10_000}), "too-long"),
                                ('{"type": "message"}', "bad-shape")]:
                 await ws.send(data)
@@ -238,8 +238,10 @@ def test_async_api_post_and_stop():
                 with pytest.raises(BadMessage):
                     await server.post("")
         finally:
-            await server.stop()
-            await server.stop()  # idempotent
+            server.close()
+            await server.wait_closed()
+            server.close()  # idempotent
+            await server.wait_closed()
         with pytest.raises(OSError):
             async with connect(server.ws_url, open_timeout=2):
                 pass
@@ -313,7 +315,8 @@ def test_chat_stalled_reader_beside_healthy_chatters():
                     await asyncio.sleep(0)         # echo is at most 64 messages behind
         await until(lambda: all(len(log) == sent for log in logs))
         t0 = time.perf_counter()
-        await server.stop()
+        server.close()
+        await server.wait_closed()
         stop_s = time.perf_counter() - t0
         stalled.close()
         codes = await close_codes(clients)
@@ -343,7 +346,8 @@ def test_chat_absorbs_a_burst_of_100_with_nobody_dropped():
         await until(lambda: all(len(log) == 100 for log in logs))
         await asyncio.sleep(0.6)  # longer than the grace: a late verdict would show
         dropped = list(server.room.dropped)
-        await server.stop()
+        server.close()
+        await server.wait_closed()
         for ws in idle:  # paused (16 frames queued): they would not notice the close
             ws.transport.abort()
         await close_codes(clients)
@@ -375,7 +379,8 @@ def test_chat_stop_is_bounded_with_a_stalled_member():
         await until(lambda: any(o.backlog.full_since is not None for o in server.room.clients.values()),
                     timeout=8)
         t0 = time.perf_counter()
-        await server.stop()
+        server.close()
+        await server.wait_closed()
         stop_s = time.perf_counter() - t0
         codes = await close_codes(clients)
         await asyncio.wait_for(sender, 2)

@@ -125,7 +125,8 @@ def test_parse_the_issues_wrong_answer_fails_three_times(capsys):
 
 
 def test_parse_agrees_with_the_chat_server():
-    from course.net.chat import ChatError, parse_client_message
+    from course.wire.chat import parse_client_message
+    from course.wire.envelope import BadMessage
     parse = definitions(SOLUTION)["parse_chat_message"]
     for data in ['{"type": "message", "text": " a ", "name": " "}', '{"type": "message", "text": ""}',
                  "[]", "{", '{"type": "message", "text": "é", "name": "n"}',
@@ -133,7 +134,7 @@ def test_parse_agrees_with_the_chat_server():
                  json.dumps({"type": "message", "text": " " + "x" * 500 + " "})]:
         try:
             expected = parse_client_message(data)
-        except ChatError:
+        except BadMessage:
             with pytest.raises(ValueError):
                 parse(data)
         else:
@@ -472,7 +473,7 @@ def test_solution_handler_in_chromium(chromium, chat_url):
     tail = lines[-4:]
     assert tail[0] == ("", "bob: hello from python"), lines
     assert tail[1] == ("", '<i>mallory</i>: <img src=x onerror="window.pwned=1"><b>bold</b>'), lines
-    assert tail[2][0] == "error" and tail[2][1].startswith("error: message is not valid JSON"), lines
+    assert tail[2][0] == "error" and tail[2][1].startswith("error: bad JSON"), lines
     assert tail[3] == ("error", "unreadable message"), lines
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course.tools import lint
+from tools import lint
 
 
 @pytest.mark.parametrize("source", [

@@ -1,4 +1,6 @@
-"""Unit tests for course.live (servers, clients, hub) and course.ui.widgets (feed, control).
+"""The live chapter's code: handlers, the hub, the feeds, and course.ui.widgets (feed, control).
+
+The envelope itself is tested in tests/test_envelope.py.
 
 Real servers on 127.0.0.1 port 0 and real ``websockets`` clients; every wait bounded.
 """
@@ -21,7 +23,7 @@ from course.measure.stats import LatencyRecorder, percentile
 from course.net.handlers import PushServer, echo_handler, push_events, read_messages
 from course.net.hub import Hub, serve_hub
 from course.net.lifecycle import shutdown, url_of
-from course.wire.envelope import BadMessage, Kind, decode, encode
+from course.wire.envelope import Kind, decode, encode
 from course.net import fanout
 from course.ui.widgets import LiveFeed, UpstreamControl
 
@@ -38,39 +40,12 @@ def arun(coro):
 # --------------------------------------------------------------------------- messages
 
 
-def test_encode_decode_round_trip():
-    text = encode(Kind.PRICE, symbol="ACME", price=101.25, seq=3)
-    assert json.loads(text) == {"type": "price", "symbol": "ACME", "price": 101.25, "seq": 3}
-    assert decode(text) == json.loads(text)
-    assert decode(text.encode()) == json.loads(text)
-    assert encode("ack", text="x") == '{"type":"ack","text":"x"}'
-
-
-@pytest.mark.parametrize("frame, message", [
-    ("{not json", "bad JSON"),
-    ("[1, 2]", "expected a JSON object, got list"),
-    ('{"type": "nope"}', "unknown message type 'nope'"),
-    ('{"text": "no type"}', "unknown message type None"),
-    (b"\xff\xfe", "binary frame is not UTF-8 text"),
-])
-def test_decode_rejects_bad_frames_with_a_clear_message(frame, message):
-    with pytest.raises(BadMessage, match=message.replace("[", r"\[")):
-        decode(frame)
-
-
-def test_encode_rejects_unknown_kinds_and_unencodable_fields():
-    with pytest.raises(BadMessage, match="unknown message type"):
-        encode("gossip")
-    with pytest.raises(BadMessage, match="cannot encode"):
-        encode(Kind.NEWS, text=object())
-
-
 def test_format_event_lines_are_stable_and_leave_timing_out():
     assert format_event({"type": "news", "seq": 1, "text": "hi", "sent_ns": 5}) == "#01 news   hi"
     assert format_event({"type": "clock", "seq": 12, "time": "09:00:01"}) == "#12 clock  09:00:01"
     assert format_event({"type": "price", "symbol": "ACME", "price": 1.5}) == "price  ACME 1.50"
     assert format_event({"type": "ack", "text": "got slider=1"}) == "server: got slider=1"
-    assert format_event({"type": "error", "text": "bad"}) == "server error: bad"
+    assert format_event({"type": "error", "code": "bad-json", "error": "bad"}) == "server error (bad-json): bad"
     long = format_event({"type": "chat", "text": "x" * 1000})
     assert long.startswith("chat: xxx") and long.endswith("(1000 chars)") and len(long) < 60
 
@@ -195,9 +170,9 @@ def test_push_server_is_full_duplex_and_survives_bad_frames():
 
     push, answers, pushes = arun(main())
     assert answers[0] == "server: got slider=42"
-    assert answers[1].startswith("server error: bad JSON")
-    assert answers[2] == "server error: the server only accepts 'control' messages, not 'news'"
-    assert answers[3] == "server error: a control message needs 'name' and 'value'"
+    assert answers[1].startswith("server error (bad-json): bad JSON")
+    assert answers[2] == "server error (unknown-type): unknown message type 'news'"
+    assert answers[3] == "server error (bad-shape): a control message needs 'name' and 'value'"
     assert answers[4] == "server: got text=hi"
     assert pushes < 40  # the answers came while the pushes were still flowing
     assert [m["value"] for m in received] == [42, "hi"]
@@ -258,7 +233,7 @@ def test_hub_broadcasts_to_every_client_in_order():
     assert got[0] == got[1] == got[2]
     assert [m for m in got[0] if int(m[1:]) % 2 == 0] == [f"m{i}" for i in range(0, 20, 2)]
     assert sorted(got[0], key=lambda m: int(m[1:])) == [f"m{i}" for i in range(20)]
-    assert error["type"] == "error" and error["text"].startswith("bad JSON")
+    assert error["type"] == "error" and error["code"] == "bad-json" and error["error"].startswith("bad JSON")
     assert hub.errors and hub.dropped == [] and hub.relayed == 20
     assert events[:4] == ["join", "join", "join", "leave"]
 
@@ -420,7 +395,7 @@ def test_hub_stalled_reader_beside_healthy_chatters():
         server = await serve_hub(hub, ping_interval=None, close_timeout=30)
         url = url_of(server)
         clients, logs, tasks = await _readers(url, 3)
-        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        stalled = await fanout.stalled_reader("127.0.0.1", server.port)
         await _until(lambda: len(hub) == 4)
         start = time.perf_counter()
         big = noise(32 * 1024, seed=4)
@@ -457,7 +432,7 @@ def test_hub_drops_a_stalled_reader_whose_write_buffer_stays_full():
         server = await serve_hub(hub, ping_interval=None, close_timeout=5, max_size=None)
         url = url_of(server)
         clients, logs, tasks = await _readers(url, 1)
-        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        stalled = await fanout.stalled_reader("127.0.0.1", server.port)
         await _until(lambda: len(hub) == 2)
         for i in range(6):  # 6 MB: more than the kernel's buffers, 6 messages: less than the queue
             await clients[0].send(encode("chat", text=f"{i}:" + "x" * 1_000_000))
@@ -481,7 +456,7 @@ def test_hub_stop_is_bounded_with_a_stalled_member():
         server = await serve_hub(hub, ping_interval=None, close_timeout=0.5)
         url = url_of(server)
         clients, logs, tasks = await _readers(url, 2)
-        stalled = await fanout.stalled_reader("127.0.0.1", server.sockets[0].getsockname()[1])
+        stalled = await fanout.stalled_reader("127.0.0.1", server.port)
         await _until(lambda: len(hub) == 3)
         big = noise(32 * 1024, seed=5)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.tools import exercises, lint, nav
+from tools import exercises, lint, nav
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
