@@ -117,3 +117,13 @@ def test_every_check_yourself_question_needs_an_answer():
     assert unanswered_questions(answered.replace("<details>", "<p>", 1)) == 1
     assert unanswered_questions("## Check yourself\n\n1. One?\n2. Two?\n") == 2
     assert unanswered_questions("## Recap\n\n1. not a question\n") == 0
+
+
+def test_lesson_sections_are_numbered_in_order():
+    good = ["# 05 · Title", "## 1. One\ntext", "## 2. Two", "### a sub-section", "## Recap",
+            "## Check yourself", "## Further reading"]
+    assert lint.section_numbering(good) == []
+    assert lint.section_numbering(["## 1. One", "## Two"]) == [
+        "section 'Two' should be numbered '## 2. …'"]
+    assert lint.section_numbering(["## 1. One", "## 3. Three"]) == [
+        "section '3. Three' should be numbered '## 2. …'"]

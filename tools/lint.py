@@ -163,6 +163,28 @@ def unanswered_questions(source: str) -> int:
     return missing
 
 
+def section_numbering(sources: list[str]) -> list[str]:
+    """Problems with a lesson's section numbers: ``## 1. …``, ``## 2. …`` in order.
+
+    Every ``##`` heading of the lesson's body is numbered from 1 without gaps; the closing
+    sections (``## Recap``, ``## Check yourself``, ``## Further reading``) are not.
+    """
+    problems, expected = [], 1
+    closing = tuple(heading.removeprefix("## ") for heading in LESSON_SECTIONS)
+    for source in sources:
+        for line in source.splitlines():
+            if not line.startswith("## "):
+                continue
+            title = line[3:].strip()
+            if title.startswith(closing):
+                continue
+            number = re.match(r"(\d+)\. ", title)
+            if number is None or int(number[1]) != expected:
+                problems.append(f"section {title!r} should be numbered '## {expected}. …'")
+            expected += 1
+    return problems
+
+
 def lint_notebook(path: Path, host: str | None = None) -> list[str]:
     """Return the problems of one notebook, each a readable line."""
     host = host or socket.gethostname()
@@ -212,6 +234,8 @@ def lint_notebook(path: Path, host: str | None = None) -> list[str]:
         for heading in LESSON_SECTIONS:
             if heading not in text:
                 problems.append(f"{name}: lesson lacks a '{heading}' section")
+        problems += [f"{name}: {problem}" for problem in
+                     section_numbering([c.source for c in nb.cells if c.cell_type == "markdown"])]
     return problems
 
 
