@@ -1,4 +1,4 @@
-"""course.measure.transports: the CLI, the servers' answers to bad input, byte counting, clean shutdown.
+"""course.measure.transports (and course.wire.sse): the CLI, the servers' answers to bad input, byte counting, clean shutdown.
 
 Latency ratios are not asserted here (the machine is shared and noisy); the CLI test
 prints them so that a run shows what was measured.
@@ -19,11 +19,19 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+from websockets.asyncio.server import serve as ws_serve
+
 from course.demo.news import Event, NewsSource, schedule
-from course.measure.transports import (
-    STRATEGIES, CountingProxy, EventServer, Settings, SSEParser, capture_empty_poll, format_sse,
-    measure_all, parse_page, percentile, run_strategy, table,
-)
+from course.measure.stats import percentile
+from course.measure.transports.clients import Collector, websocket_client
+from course.measure.transports.config import STRATEGIES, Settings
+from course.measure.transports.page import parse_page, render_page
+from course.measure.transports.report import Result, table
+from course.measure.transports.server import EventServer
+from course.measure.transports.trial import capture_empty_poll, measure_all, run_strategy
+from course.net.relay import start_relay
+from course.wire.envelope import ErrorCode, error_message
+from course.wire.sse import SSEParser, format_sse
 
 def run(coro, timeout: float = 30):
     """Run one coroutine in a fresh event loop, bounded by ``timeout`` seconds."""
@@ -82,7 +90,6 @@ def test_cli_table_and_bad_arguments():
 
 
 def test_table_lists_every_strategy(cli_run):
-    from course.measure.transports import Result
     rows = [Result(**{k: v for k, v in r.items() if k != "missed"}) for r in json.loads(cli_run[0].stdout)]
     text = table(rows)
     for name in STRATEGIES:
@@ -119,17 +126,17 @@ async def _test_polling_bytes_per_event_exceed_body_size():
     assert result.connections == 1               # keep-alive: one TCP connection
 
 
-def test_proxy_counts_exact_bytes_both_ways():
-    run(_test_proxy_counts_exact_bytes_both_ways())
+def test_relay_counts_exact_bytes_both_ways():
+    run(_test_relay_counts_exact_bytes_both_ways())
 
 
-async def _test_proxy_counts_exact_bytes_both_ways():
+async def _test_relay_counts_exact_bytes_both_ways():
     async def echo(reader, writer):
         writer.write(await reader.readexactly(5) + b"!")
         await writer.drain()
         writer.close()
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    proxy = await CountingProxy(server.sockets[0].getsockname()[1]).start()
+    proxy = await start_relay("127.0.0.1", server.sockets[0].getsockname()[1], keep=4)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         writer.write(b"hello")
@@ -141,8 +148,11 @@ async def _test_proxy_counts_exact_bytes_both_ways():
             while proxy.bytes_down < 6:
                 await asyncio.sleep(0.01)
         assert (proxy.bytes_up, proxy.bytes_down, proxy.connections) == (5, 6, 1)
+        link = proxy.links[0]  # keep=4: the first 4 bytes each way
+        assert (bytes(link.to_server), bytes(link.to_client)) == (b"hell", b"hell")
     finally:
-        await proxy.close()
+        proxy.close()
+        await proxy.wait_closed()
         server.close()
         await server.wait_closed()
 
@@ -153,12 +163,11 @@ async def event_server():
     source = NewsSource()
     for text in ("one", "two", "three"):
         source.publish(text)
-    server = await EventServer(source, max_wait=0.2).start()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            yield server, source, session
+        async with EventServer(source, max_wait=0.2) as server:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                yield server, source, session
     finally:
-        await server.close()
         source.close()
 
 
@@ -166,17 +175,18 @@ async def event_server():
     ("since=abc", "since"), ("since=-1", "since"), ("since=1.5", "since"),
     ("wait=soon", "wait"), ("wait=-2", "wait"), ("wait=nan", "wait"), ("wait=inf", "wait"),
 ])
-def test_bad_query_gets_400_with_json_error(query, word):
-    run(_test_bad_query_gets_400_with_json_error(query, word))
+def test_bad_query_gets_400_with_the_error_envelope(query, word):
+    run(_test_bad_query_gets_400_with_the_error_envelope(query, word))
 
 
-async def _test_bad_query_gets_400_with_json_error(query, word):
+async def _test_bad_query_gets_400_with_the_error_envelope(query, word):
     async with event_server() as (server, _, session):
         async with session.get(f"{server.url}/events?{query}") as response:
             assert response.status == 400
             assert response.content_type == "application/json"
-            error = (await response.json())["error"]
-        assert word in error and "got" in error
+            body = await response.json()
+        assert (body["type"], body["code"]) == ("error", "bad-shape")
+        assert word in body["error"] and "got" in body["error"]
         # the server is still fine afterwards
         async with session.get(f"{server.url}/events?since=1") as response:
             assert [e["id"] for e in await response.json()] == [2, 3]
@@ -190,7 +200,8 @@ async def _test_bad_last_event_id_gets_400():
     async with event_server() as (server, _, session):
         async with session.get(f"{server.url}/stream", headers={"Last-Event-ID": "x"}) as response:
             assert response.status == 400
-            assert "Last-Event-ID" in (await response.json())["error"]
+            body = await response.json()
+            assert body["type"] == "error" and "Last-Event-ID" in body["error"]
 
 
 def test_long_poll_timeout_answers_empty_list():
@@ -238,13 +249,18 @@ async def _test_websocket_push_post_ack_and_bad_message():
                 pushed = json.loads(await ws.recv())
             assert (pushed["id"], pushed["text"]) == (4, "hello from the client")
             await ws.send(json.dumps({"ack": 4, "t": time.perf_counter_ns()}))
-            await ws.send("not json")
+            for bad, code in [("not json", "bad-json"), (json.dumps({"ack": "x"}), "bad-shape"),
+                              ("[1]", "bad-shape"), (json.dumps({"post": ""}), "empty"),
+                              (b"\x00binary", "not-text")]:
+                await ws.send(bad)
+                async with asyncio.timeout(5):
+                    error = json.loads(await ws.recv())
+                assert (error["type"], error["code"]) == ("error", code), (bad, error)
+                assert error["error"]
+            await ws.send(json.dumps({"post": "still open"}))
             async with asyncio.timeout(5):
-                assert "error" in json.loads(await ws.recv())
-            await ws.send(json.dumps({"ack": "x"}))
-            async with asyncio.timeout(5):
-                assert "error" in json.loads(await ws.recv())
-        assert server.stats.posts == 1 and server.stats.upstream_messages == 2
+                assert json.loads(await ws.recv())["text"] == "still open"
+        assert server.stats.posts == 2 and server.stats.upstream_messages == 3
         assert server.stats.http_requests == 1
 
 
@@ -259,7 +275,8 @@ async def _test_server_close_releases_held_requests_quickly():
         held = asyncio.create_task(session.get(f"{server.url}/events?since=0&wait=30"))
         await asyncio.sleep(0.2)
         start = time.monotonic()
-        await server.close()
+        assert server.close() is None  # returns at once; wait_closed() waits
+        await server.wait_closed()
         try:  # the held request is answered [] (or cut), not left hanging for 30 s
             response = await held
             assert await response.json() == []
@@ -294,21 +311,36 @@ def test_sse_parser_follows_the_spec():
     assert (messages[-1].event, messages[-1].data, messages[-1].id) == ("news", "a\nb", "7")
     assert parser.feed_line("\n") is None      # a blank line alone dispatches nothing
     event = Event(3, "x", 5)
-    parsed = [parser.feed_line(line) for line in format_sse(event).splitlines()]
+    parsed = [parser.feed_line(line)
+              for line in format_sse(json.dumps(event.to_json()), event="news", id=3).splitlines()]
     assert json.loads(parsed[-1].data) == event.to_json()
+
+
+def test_sse_format_splits_lines_and_refuses_line_breaks_in_fields():
+    parser = SSEParser()
+    text = format_sse("one\ntwo\r\nthree", id=9)
+    assert text == "id: 9\ndata: one\ndata: two\ndata: three\n\n"
+    messages = [parser.feed_line(line) for line in text.split("\n")[:-1]]
+    assert (messages[-1].event, messages[-1].data, messages[-1].id) == ("message", "one\ntwo\nthree", "9")
+    for bad in ({"id": "1\n2"}, {"id": "a\0"}, {"event": "x\ry"}):
+        with pytest.raises(ValueError):
+            format_sse("x", **bad)
 
 
 def test_page_round_trip_and_event_validation():
     page = '<ol><li data-id="2" data-t="9">B &amp; C</li><li data-id="1" data-t="8">A</li></ol>'
     assert parse_page(page) == [Event(1, "A", 8), Event(2, "B & C", 9)]
+    events = [Event(1, "<b>A</b>", 8), Event(2, "B & C", 9)]
+    assert parse_page(render_page(events, refresh=2.5, count=2)) == events
     with pytest.raises(ValueError):
         Event.from_json({"id": 0, "text": "x", "t": 1})
     with pytest.raises(ValueError):
         Event.from_json(["not", "an", "object"])
 
 
-def test_percentile():
-    assert percentile([], 50) is None
+def test_percentile_is_the_shared_one():
+    with pytest.raises(ValueError):
+        percentile([], 50)          # callers decide what "no value" means (a Result says None)
     assert percentile([3, 1, 2], 50) == 2
     assert percentile(list(range(1, 101)), 95) == 95
     with pytest.raises(ValueError):
@@ -323,3 +355,28 @@ def test_run_strategy_websocket_closes_cleanly():
     assert result.events == result.emitted > 0
     assert result.http_requests == 1 and result.connections == 1
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught
+
+
+def test_websocket_client_detects_the_error_envelope():
+    run(_test_websocket_client_detects_the_error_envelope())
+
+
+async def _test_websocket_client_detects_the_error_envelope():
+    async def refuse(websocket):
+        await websocket.send(error_message(ErrorCode.BAD_SHAPE, "no thanks"))
+        await websocket.wait_closed()
+
+    async with ws_serve(refuse, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(RuntimeError, match=r"bad-shape.*no thanks"):
+            await websocket_client(f"http://127.0.0.1:{port}", Collector(), Settings())
+
+
+def test_a_strategy_without_events_reports_none():
+    """Nothing delivered: the percentiles are None (stats.percentile itself raises on empty)."""
+    async def quiet():
+        return await run_strategy("sse", duration=0.2, seed=1,
+                                  settings=Settings(mean_interval=1000.0))
+    result = run(quiet())
+    assert result.events == result.emitted == 0
+    assert result.p50_ms is None and result.p95_ms is None and result.bytes_per_event is None

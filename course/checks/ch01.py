@@ -3,7 +3,7 @@
 * :func:`check_header_bytes` — ``header_bytes(message: bytes) -> int``, the size of an
   HTTP message's head (start line + headers + the blank line).
 * :func:`check_long_poll` — ``async long_poll(session, url, since, count) -> list[dict]``,
-  run against a real :class:`course.measure.transports.EventServer` on 127.0.0.1.
+  run against a real :class:`course.measure.transports.server.EventServer` on 127.0.0.1.
 
 Each case prints one ✅/❌ line and never raises (see :mod:`course.checks`).
 """
@@ -21,7 +21,8 @@ import aiohttp
 
 from course.checks import acheck, check, expect, expect_equal, summary
 from course.demo.news import NewsSource
-from course.measure.transports import EventServer
+from course.measure.transports.server import EventServer
+from course.net.lifecycle import shutdown
 
 __all__ = ["check_header_bytes", "check_long_poll"]
 
@@ -97,11 +98,7 @@ async def _scenario(plan: list[tuple[float, str]], *, before: int = 0, max_wait:
     try:
         yield server, source, session
     finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
-        await session.close()
-        await server.close()
+        await shutdown(tasks=[runner], clients=[session], servers=[server])
         source.close()
 
 
