@@ -193,7 +193,7 @@ def test_chapter4_in_jupyterlab(chromium, lab4, route):
         # Last cell: everything stops.
         _select(page, _code_cell(page, cleanup_source()))
         page.keyboard.press("Shift+Enter")
-        _output(page, cleanup_source(), r"kernel server, chat server and widgets stopped")
+        _output(page, cleanup_source(), r"stopped 0 tasks, 0 clients, 2 servers")
         page.wait_for_selector(".ws-browser-log", state="detached", timeout=TIMEOUT_MS)
         page.wait_for_selector(".ws-local-page iframe", state="detached", timeout=TIMEOUT_MS)
     except Exception:

@@ -122,6 +122,7 @@ def test_read_frames_gives_up_after_its_timeout_and_raw_upgrade_reports_a_refusa
 
 SETUP = """\
 from websockets.asyncio.server import serve
+from course.net.rawclient import raw_upgrade
 from course.protocol import Opcode, encode_frame
 
 async def echo(ws):
