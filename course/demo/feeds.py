@@ -76,20 +76,23 @@ def demo_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 
+_PUSHED_LINES = {  # the pushed kinds, one column each: "#03 price  ACME 101.25"
+    Kind.NEWS.value: "news   {text}",
+    Kind.CLOCK.value: "clock  {time}",
+    Kind.PRICE.value: "price  {symbol} {price:.2f}",
+}
+
+
 def format_event(message: dict[str, Any]) -> str:
     """One human-readable line for a message (what the feed widget shows).
 
     Timing fields (``sent_ns``) are left out so that the line is deterministic.
     """
     kind = message.get("type")
-    seq = message.get("seq")
-    prefix = f"#{seq:02d} " if isinstance(seq, int) else ""
-    if kind == Kind.NEWS:
-        return f"{prefix}news   {message['text']}"
-    if kind == Kind.CLOCK:
-        return f"{prefix}clock  {message['time']}"
-    if kind == Kind.PRICE:
-        return f"{prefix}price  {message['symbol']} {message['price']:.2f}"
+    if kind in _PUSHED_LINES:
+        seq = message.get("seq")
+        prefix = f"#{seq:02d} " if isinstance(seq, int) else ""
+        return prefix + _PUSHED_LINES[kind].format(**message)
     if kind == Kind.ACK:
         return f"server: {message['text']}"
     if kind == Kind.ERROR:

@@ -76,6 +76,13 @@ def resolve_mode(hostname: str, mode: str = "auto") -> str:
     return "direct" if is_loopback_host(hostname) else "proxy"
 
 
+def _check_port_and_path(port: int, path: str) -> None:
+    if not 0 < port < 65536:
+        raise ValueError(f"give a port between 1 and 65535 (got {port!r})")
+    if not path.startswith("/"):
+        raise ValueError(f"path must start with '/' (got {path!r})")
+
+
 def url_from_page(page_url: str, port: int, path: str = "/", *, mode: str = "auto",
                   kind: str = "ws", base_url: str | None = None) -> str:
     """The URL a page at ``page_url`` uses to reach a server on the kernel's ``127.0.0.1:port``.
@@ -100,10 +107,7 @@ def url_from_page(page_url: str, port: int, path: str = "/", *, mode: str = "aut
     page = urlsplit(page_url)
     if page.scheme not in ("http", "https") or not page.hostname:
         raise ValueError(f"expected an http(s) page URL, got {page_url!r}")
-    if not 0 < port < 65536:
-        raise ValueError(f"port out of range: {port!r}")
-    if not path.startswith("/"):
-        raise ValueError(f"path must start with '/', got {path!r}")
+    _check_port_and_path(port, path)
     if kind not in ("ws", "http"):
         raise ValueError(f"kind must be 'ws' or 'http', got {kind!r}")
     if resolve_mode(page.hostname, mode) == "direct":
@@ -281,10 +285,7 @@ class LocalPage(_KernelHeld):
 
     def __init__(self, port: int, *, path: str = "/", kind: str = "frame", label: str = "",
                  height: int = 380, mode: str = "auto", **kwargs):
-        if not 0 < port < 65536:
-            raise ValueError(f"give a port between 1 and 65535 (got {port!r})")
-        if not path.startswith("/"):
-            raise ValueError(f"path must start with '/' (got {path!r})")
+        _check_port_and_path(port, path)
         if kind not in ("frame", "link"):
             raise ValueError(f"kind must be 'frame' or 'link' (got {kind!r})")
         if not 0 < height <= 5000:
