@@ -1038,8 +1038,8 @@ class ServerProtocol:
 
     Give received bytes to :meth:`receive_data` (it only buffers), act on each
     event :meth:`events_received` yields (it parses), write :meth:`data_to_send`
-    to the socket, and close the socket once :attr:`should_close` is true.  Pings are answered and the closing handshake
-    is replied to automatically.
+    to the socket, and close the socket once :attr:`should_close` is true.  Pings
+    are answered and the closing handshake is replied to automatically.
 
     Example::
 
