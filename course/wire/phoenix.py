@@ -121,7 +121,7 @@ def decode(data: str | bytes) -> Message:
     except RecursionError:
         raise BadFrame("not JSON: nested too deeply") from None
     if not isinstance(frame, list) or len(frame) != 5:
-        raise BadFrame("expected a JSON array [join_ref, ref, topic, event, payload]")
+        raise BadFrame("expected a JSON array of 5 elements [join_ref, ref, topic, event, payload]")
     join_ref, ref, topic, event, payload = frame
     for name, value in (("join_ref", join_ref), ("ref", ref)):
         if value is not None and not isinstance(value, str):
