@@ -40,15 +40,13 @@ async def _serve_websockets(host: str) -> None:
     """Run the websockets library's echo server until SIGTERM (child process mode)."""
     from websockets.asyncio.server import serve
 
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
+    from course.net.handlers import echo_handler
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(echo, host, 0, max_size=None, compression=None) as server:
+    async with serve(echo_handler, host, 0, max_size=None, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"listening on ws://{host}:{port}", flush=True)
         await stop.wait()

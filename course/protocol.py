@@ -15,9 +15,14 @@ Layers, from the bytes up:
   (section 5.2), masking (5.3), control frames (5.5).
 - :func:`encode_close`, :func:`decode_close`: close payloads (5.5.1, 7.4).
 - :class:`MessageAssembler`: fragmentation (5.4) and UTF-8 validation (8.1).
-- :class:`ServerConnection`: a small state machine tying them together
-  (``feed()`` bytes, iterate ``events()``, ``send_*()`` queue bytes that
-  ``data_to_send()`` returns; the closing handshake of section 7).
+- :class:`ServerProtocol`: a small state machine tying them together
+  (``receive_data()`` buffers bytes, iterate ``events_received()``, ``send_*()``
+  queue bytes that ``data_to_send()`` returns; the closing handshake of section 7).
+
+The names follow ``websockets`` (``ServerProtocol``, ``receive_data``,
+``events_received``) and ``h11``: one method only buffers what was read, another
+hands out what it parsed; :class:`FrameReader` reads the same way
+(``receive_data()``, then ``frames_received()``).
 
 Malformed frames raise :class:`ProtocolError`, which carries the close code to
 send; a bad opening handshake raises :class:`HandshakeError`, which carries the
@@ -35,6 +40,7 @@ import functools
 import hashlib
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -72,13 +78,13 @@ __all__ = [
     "CloseReceived",
     "Failed",
     "ConnectionLost",
-    "ServerConnection",
+    "ServerProtocol",
 ]
 
 #: The fixed GUID of RFC 6455 section 1.3, appended to the client's key.
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-#: Default largest message (and frame) a :class:`ServerConnection` accepts: 64 MiB.
+#: Default largest message (and frame) a :class:`ServerProtocol` accepts: 64 MiB.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 #: Largest HTTP request head accepted during the opening handshake.
@@ -282,7 +288,7 @@ def validate_request(request: Request) -> str:
         request: The parsed request head.
 
     Returns:
-        The client's ``Sec-WebSocket-Key`` (feed it to :func:`accept_response`).
+        The client's ``Sec-WebSocket-Key`` (pass it to :func:`accept_response`).
 
     Raises:
         HandshakeError: 405 if the method is not GET; 400 if the version is not
@@ -579,7 +585,15 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True,
 
 
 class FrameReader:
-    """Incremental frame parser: feed it bytes as they arrive, get whole frames.
+    """Incremental frame parser: give it bytes as they arrive, get whole frames.
+
+    :meth:`receive_data` only buffers; :meth:`frames_received` parses and hands out
+    the complete frames; :meth:`receive_frames` does both at once::
+
+        reader = FrameReader(expect_masked=True)
+        reader.receive_data(data)
+        for frame in reader.frames_received():
+            ...
 
     The stream may be cut anywhere (even inside the header).  Each frame is
     validated as it is parsed:
@@ -592,7 +606,7 @@ class FrameReader:
     - payload longer than ``max_frame_size`` -> 1009 (detected from the header,
       before the payload is read).
 
-    After an error the reader is broken: every later call raises the same error.
+    After an error the reader is broken: asking it for frames again raises the same error.
 
     Args:
         expect_masked: ``True`` on a server (client frames MUST be masked),
@@ -644,33 +658,42 @@ class FrameReader:
         shift = start % 4
         return apply_mask(chunk, header.mask[shift:] + header.mask[:shift])
 
-    def receive(self, data: bytes) -> None:
-        """Append ``data`` to the buffer without parsing (see :meth:`next_frame`).
+    def receive_data(self, data: bytes) -> None:
+        """Buffer ``data`` without parsing it (:meth:`frames_received` parses).
 
         Args:
-            data: Bytes just read from the connection.
+            data: Bytes just read from the connection (any length, even 0).
         """
         self._buffer += data
 
-    def next_frame(self) -> Frame | None:
-        """Parse and return the next complete frame, or ``None`` if more bytes are needed.
+    def frames_received(self) -> Iterator[Frame]:
+        """Parse the buffered bytes lazily, yielding each complete frame, unmasked.
 
-        Returns:
-            The next :class:`Frame`, unmasked, or ``None``.
+        A frame is parsed only when you ask for it, so frames yielded before an
+        invalid one reach you before the :class:`ProtocolError`.  Stopping early is
+        fine: the rest stays buffered for the next call.  The iteration ends when
+        the buffer holds no complete frame (the start of the next one stays there).
+
+        Yields:
+            The next :class:`Frame`, in order.
 
         Raises:
-            ProtocolError: If the frame breaks one of the rules above.
+            ProtocolError: If a frame breaks one of the rules above.
         """
-        if self._error is not None:
-            raise self._error
-        try:
-            return self._next_frame()
-        except ProtocolError as exc:
-            self._error = exc
-            raise
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                frame = self._next_frame()
+            except ProtocolError as exc:
+                self._error = exc
+                raise
+            if frame is None:
+                return
+            yield frame
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """Add ``data`` and return every frame it completes.
+    def receive_frames(self, data: bytes) -> list[Frame]:
+        """Shortcut for ``receive_data(data); list(frames_received())``.
 
         Args:
             data: Bytes just read from the connection (any length, even 0).
@@ -680,14 +703,11 @@ class FrameReader:
 
         Raises:
             ProtocolError: If a frame is invalid.  Frames decoded earlier in the
-                same call are lost; use :meth:`receive` + :meth:`next_frame` to
-                handle them one by one.
+                same call are lost; iterate :meth:`frames_received` to handle them
+                one by one.
         """
-        self.receive(data)
-        frames = []
-        while (frame := self.next_frame()) is not None:
-            frames.append(frame)
-        return frames
+        self.receive_data(data)
+        return list(self.frames_received())
 
     def _next_frame(self) -> Frame | None:
         header = self._header
@@ -1013,19 +1033,19 @@ class ConnectionLost:
     code: CloseCode = CloseCode.ABNORMAL_CLOSURE
 
 
-class ServerConnection:
+class ServerProtocol:
     """The server side of one WebSocket connection, without I/O.
 
-    Give received bytes to :meth:`feed`, act on each event :meth:`events` yields,
-    write :meth:`data_to_send` to the socket, and close the socket once
-    :attr:`should_close` is true.  Pings are answered and the closing handshake
-    is replied to automatically.
+    Give received bytes to :meth:`receive_data` (it only buffers), act on each
+    event :meth:`events_received` yields (it parses), write :meth:`data_to_send`
+    to the socket, and close the socket once :attr:`should_close` is true.  Pings
+    are answered and the closing handshake is replied to automatically.
 
     Example::
 
-        conn = ServerConnection()
-        conn.feed(raw_bytes)
-        for event in conn.events():
+        conn = ServerProtocol()
+        conn.receive_data(raw_bytes)
+        for event in conn.events_received():
             if isinstance(event, Message):
                 conn.send_message(event.data)      # echo
         sock.sendall(conn.data_to_send())
@@ -1063,8 +1083,8 @@ class ServerConnection:
 
     # -- input ---------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Buffer bytes received from the client; :meth:`events` parses them.
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes received from the client; :meth:`events_received` parses them.
 
         Args:
             data: Bytes just read from the socket.
@@ -1072,9 +1092,9 @@ class ServerConnection:
         if self.state == State.CONNECTING:
             self._head += data
         elif self.state != State.CLOSED:
-            self._reader.receive(data)
+            self._reader.receive_data(data)
 
-    def events(self):
+    def events_received(self) -> Iterator[object]:
         """Parse buffered bytes lazily, yielding one event at a time.
 
         The next frame is parsed only when you ask for the next event, so a
@@ -1096,7 +1116,7 @@ class ServerConnection:
             if self.state == State.CLOSED:
                 return
             try:
-                frame = self._reader.next_frame()
+                frame = next(self._reader.frames_received(), None)  # one frame at a time
                 if frame is None:
                     self._check_partial_text()
                     return
@@ -1108,23 +1128,23 @@ class ServerConnection:
             if event is not None:
                 yield event
 
-    def receive_data(self, data: bytes) -> list:
+    def receive_events(self, data: bytes) -> list:
         """Process bytes received from the client and return all events at once.
 
-        Shortcut for ``feed(data); list(events())``.  Every frame in ``data`` is
-        handled before you see the events, so if a later frame is invalid the
+        Shortcut for ``receive_data(data); list(events_received())``.  Every frame
+        in ``data`` is handled before you see the events, so if a later frame is invalid the
         connection is already failed (and :meth:`send_message` raises) when you
         handle an earlier message; servers that reply to messages should use
-        :meth:`feed` and :meth:`events`.
+        :meth:`receive_data` and :meth:`events_received`.
 
         Args:
             data: Bytes just read from the socket.
 
         Returns:
-            The events (see :meth:`events`), in order.
+            The events (see :meth:`events_received`), in order.
         """
-        self.feed(data)
-        return list(self.events())
+        self.receive_data(data)
+        return list(self.events_received())
 
     def _handshake(self) -> Accepted | Rejected | None:
         end = self._head.find(b"\r\n\r\n")
@@ -1142,7 +1162,7 @@ class ServerConnection:
         self.request = request
         self._out.append(accept_response(key))
         self.state = State.OPEN
-        self._reader.receive(rest)
+        self._reader.receive_data(rest)
         return Accepted(request)
 
     def receive_eof(self) -> list:

@@ -1,4 +1,5 @@
-"""Autobahn conformance of course.net.rawserver, run by kosoku (the Autobahn suite's cases).
+"""Autobahn conformance of course.net.rawserver, run by kosoku through the capstone's runner
+(:func:`course.checks.autobahn.run_autobahn`).
 
 Cases 1.* to 7.*, 9.* (big messages, up to 16 MiB) and 10.* must end OK, NON-STRICT or
 INFORMATIONAL; none FAILED.  12.* and 13.* (permessage-deflate) are out of scope: the server
@@ -7,9 +8,8 @@ negotiates no extension.
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,26 +19,23 @@ from pathlib import Path
 import pytest
 
 from conftest import missing
+from course.checks.autobahn import PASSING, kosoku_path, run_autobahn
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
-ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
-
-
-def kosoku_path() -> str | None:
-    candidate = Path(sys.executable).parent / "kosoku"
-    return str(candidate) if candidate.exists() else shutil.which("kosoku")
 
 
 @pytest.fixture
-def rawserver_url():
+def rawserver_address():
+    """``(host, port)`` of ``python -m course.net.rawserver``, run as a command."""
     process = subprocess.Popen(
         [sys.executable, "-m", "course.net.rawserver", "--host", "127.0.0.1", "--port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert line.startswith("listening on ws://"), (line, process.stderr.read())
-        yield line.split("ws://")[1].strip()
+        host, port = line.split("ws://")[1].strip().rsplit(":", 1)
+        yield host, int(port)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -53,20 +50,14 @@ def rawserver_url():
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_autobahn_cases(rawserver_url, tmp_path):
-    kosoku = kosoku_path()
-    if kosoku is None:
+def test_autobahn_cases(rawserver_address):
+    if kosoku_path() is None:
         missing("kosoku (pip install kosoku; it is in requirements-test.txt)")
-    outdir = tmp_path / "reports"
-    args = [kosoku, rawserver_url, "-p", "8", "-o", str(outdir), "-x", "12.*", "-x", "13.*"]
-    for case in CASES:
-        args += ["-i", case]
+    host, port = rawserver_address
     started = time.monotonic()
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+    cases = asyncio.run(run_autobahn(port, CASES, host=host, parallelism=8, timeout=540))
     elapsed = time.monotonic() - started
 
-    index = json.loads((outdir / "index.json").read_text())
-    [cases] = index.values()  # one agent: our server
     behaviors = collections.Counter(case["behavior"] for case in cases.values())
     closes = collections.Counter(case["behaviorClose"] for case in cases.values())
     print(f"\nAutobahn via kosoku: {len(cases)} cases in {elapsed:.1f} s")
@@ -78,7 +69,7 @@ def test_autobahn_cases(rawserver_url, tmp_path):
     families = {cid.split(".")[0] + ".*" for cid in cases}
     assert families == set(CASES), f"ran {sorted(families)}"
     assert "9.1.6" in cases, "the 16 MiB message case did not run"
-    failed = sorted(cid for cid, case in cases.items()
-                    if case["behavior"] not in ACCEPTED or case["behaviorClose"] not in ACCEPTED)
-    assert failed == [], f"FAILED cases: {failed}\n{result.stdout[-2000:]}"
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    failed = {cid: (case["behavior"], case["behaviorClose"], case["result"][:120])
+              for cid, case in cases.items()
+              if case["behavior"] not in PASSING or case["behaviorClose"] not in PASSING}
+    assert failed == {}, f"FAILED cases: {failed}"

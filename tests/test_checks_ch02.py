@@ -3,7 +3,8 @@
 For each ``check_*`` of :mod:`course.checks.ch02`: a correct implementation (built on
 ``course.protocol``, and an independent one written from the RFC) passes; a stub raising
 ``NotImplementedError`` and plausible mistakes fail with ❌ lines, ``False`` and no exception.
-The last section covers :mod:`course.ui.frames` and :mod:`course.net.relay` (the notebook's dissector and recording proxy).
+The last section covers :mod:`course.ui.frames` and :mod:`course.net.relay` (the notebook's
+dissector and recording relay).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import struct
 
 import pytest
 
-from course.net.relay import start_relay
-from course.ui.frames import frames_in, show_frame, show_frames, split_head
 from course import protocol
 from course.checks import ch02
+from course.checks.reference import ws_parse
+from course.net.handlers import echo_handler
+from course.net.relay import start_relay
+from course.ui.frames import frames_in, show_frame, show_frames, split_head
+from course.wire.rfc import RFC_HEL, RFC_HELLO, RFC_LO, RFC_MASK, RFC_MASKED_HELLO
 from course.protocol import (CloseCode, FrameReader, HandshakeError, MessageAssembler, Opcode,
                              ProtocolError, accept_response, decode_close, encode_close,
                              encode_frame, parse_request, validate_request)
@@ -51,7 +55,7 @@ def lib_decode(data):
     header = protocol.parse_frame_header(data)
     if header is None or len(data) < header.header_length + header.payload_length:
         raise ValueError("incomplete frame")
-    [frame] = FrameReader().feed(data[:header.header_length + header.payload_length])
+    [frame] = FrameReader().receive_frames(data[:header.header_length + header.payload_length])
     return frame.fin, frame.opcode, frame.payload, header.header_length + header.payload_length
 
 
@@ -200,12 +204,12 @@ def test_wrong_length_form_names_the_boundary(capsys):
 
 
 def test_websockets_helpers_round_trip():
-    frame, used = ch02.ws_parse(bytes.fromhex("818537fa213d7f9f4d5158") + b"extra", masked=True)
+    frame, used = ws_parse(RFC_MASKED_HELLO + b"extra", masked=True)
     assert (frame.data, used) == (b"Hello", 11)
     with pytest.raises(AssertionError):
-        ch02.ws_parse(bytes.fromhex("810548"), masked=False)  # truncated
+        ws_parse(RFC_HELLO[:3], masked=False)  # truncated
     with pytest.raises(AssertionError):
-        ch02.ws_parse(bytes.fromhex("810548656c6c6f"), masked=True)  # should be masked
+        ws_parse(RFC_HELLO, masked=True)  # should be masked
 
 
 # --------------------------------------------------------------------------- live frames
@@ -354,9 +358,9 @@ def make_server(handshake, reply_to, errors, *, one_frame_per_read=False):
         frames = FrameReader(expect_masked=True)
         assembler = MessageAssembler()
         while data := await reader.read(65536):
-            frames.receive(data)
+            frames.receive_data(data)
             try:
-                while (frame := frames.next_frame()) is not None:
+                for frame in frames.frames_received():
                     out, over = reply_to(frame, assembler)
                     writer.write(out)
                     if over:
@@ -478,18 +482,18 @@ def test_reference_server_passes_the_capstone_subset(capsys):
 # --------------------------------------------------------------------------- course.ui.frames, course.net.relay
 
 def test_frames_in_reads_the_rfc_examples():
-    data = bytes.fromhex("010348656c" "80026c6f" "818537fa213d7f9f4d5158")
+    data = RFC_HEL + RFC_LO + RFC_MASKED_HELLO
     frames = frames_in(data)
     assert [(f.header.fin, f.header.opcode, f.payload) for f in frames] == [
         (False, 1, b"Hel"), (True, 0, b"lo"), (True, 1, b"Hello")]
-    assert frames[2].header.mask == bytes.fromhex("37fa213d")
+    assert frames[2].header.mask == RFC_MASK
     assert b"".join(f.raw for f in frames) == data
     with pytest.raises(ValueError):
         frames_in(data[:-1])
 
 
 def test_show_frame_and_table(capsys):
-    show_frame(bytes.fromhex("818537fa213d7f9f4d5158"))
+    show_frame(RFC_MASKED_HELLO)
     out = capsys.readouterr().out
     assert "FIN=1" in out and "opcode=0x1 (TEXT)" in out and "key=37fa213d" in out
     assert "b'Hello'" in out
@@ -506,26 +510,23 @@ def test_split_head():
         split_head(b"GET / HTTP/1.1\r\n")
 
 
-def test_recorder_sees_both_directions():
+def test_relay_records_both_directions():
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
 
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
-
     async def main():
-        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        async with serve(echo_handler, "127.0.0.1", 0, compression=None) as server:
             port = server.sockets[0].getsockname()[1]
-            recorder = await start_relay("127.0.0.1", port)
+            relay = await start_relay("127.0.0.1", port)
             try:
                 async with asyncio.timeout(5):
-                    async with connect(f"ws://127.0.0.1:{recorder.port}", compression=None) as ws:
+                    async with connect(relay.url, compression=None) as ws:
                         await ws.send("Hello")
                         assert await ws.recv() == "Hello"
             finally:
-                recorder.close()
-            return bytes(recorder.to_server), bytes(recorder.to_client)
+                relay.close()
+                await relay.wait_closed()
+            return bytes(relay.to_server), bytes(relay.to_client)
 
     to_server, to_client = asyncio.run(main())
     _, client_frames = split_head(to_server)

@@ -122,14 +122,11 @@ def test_read_frames_gives_up_after_its_timeout_and_raw_upgrade_reports_a_refusa
 
 SETUP = """\
 from websockets.asyncio.server import serve
-from course.net.rawclient import raw_upgrade
+from course.net.handlers import echo_handler
+from course.net.rawclient import raw_upgrade, read_frames
 from course.protocol import Opcode, encode_frame
 
-async def echo(ws):
-    async for message in ws:
-        await ws.send(message)
-
-server = await serve(echo, "127.0.0.1", 0{options})
+server = await serve(echo_handler, "127.0.0.1", 0{options})
 reader, writer, _, _ = await raw_upgrade(server.sockets[0].getsockname()[1])
 """
 CLEANUP = ("writer.close()\nserver.close()\nawait server.wait_closed()", "")

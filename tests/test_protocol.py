@@ -1,5 +1,5 @@
 """course.protocol: properties against the ``websockets`` library, malformed input, handshake,
-close payloads, reassembly, UTF-8 and the ServerConnection state machine."""
+close payloads, reassembly, UTF-8 and the ServerProtocol state machine."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from course.protocol import (
     Pong,
     ProtocolError,
     Rejected,
-    ServerConnection,
+    ServerProtocol,
     State,
     accept_key,
     accept_response,
@@ -42,10 +42,12 @@ from course.protocol import (
     error_response,
     is_valid_close_code,
     parse_request,
+    upgrade_request,
     validate_request,
 )
+from course.wire.rfc import RFC_ACCEPT, RFC_KEY
 
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+KEY = RFC_KEY
 MASK = b"\x01\x02\x03\x04"
 DATA_OPCODES = [Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY]
 CONTROL_OPCODES = [Opcode.CLOSE, Opcode.PING, Opcode.PONG]
@@ -72,12 +74,16 @@ def ws_parse(data: bytes, *, mask: bool) -> wsframes.Frame:
 
 def fails_with(code: CloseCode, data: bytes, **reader_options) -> ProtocolError:
     with pytest.raises(ProtocolError) as info:
-        FrameReader(**reader_options).feed(data)
+        FrameReader(**reader_options).receive_frames(data)
     assert info.value.close_code == code, info.value
     return info.value
 
 
 def handshake_request(**overrides: str | None) -> bytes:
+    """A valid upgrade request (:func:`upgrade_request`); ``overrides`` change or drop
+    (``None``) its headers, to make the invalid ones."""
+    if not overrides:
+        return upgrade_request("127.0.0.1:8765", KEY, "/chat")
     headers = {
         "Host": "127.0.0.1:8765", "Upgrade": "websocket", "Connection": "Upgrade",
         "Sec-WebSocket-Key": KEY, "Sec-WebSocket-Version": "13",
@@ -87,9 +93,9 @@ def handshake_request(**overrides: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def open_connection(**options) -> ServerConnection:
-    conn = ServerConnection(**options)
-    [event] = conn.receive_data(handshake_request())
+def open_connection(**options) -> ServerProtocol:
+    conn = ServerProtocol(**options)
+    [event] = conn.receive_events(handshake_request())
     assert isinstance(event, Accepted)
     assert conn.data_to_send().startswith(b"HTTP/1.1 101 ")
     return conn
@@ -124,7 +130,7 @@ def test_frame_reader_parses_websockets_frames(frame, masked, data):
     wire = wsframes.Frame(wsframes.Opcode(opcode), payload, fin).serialize(mask=masked, extensions=[])
     cut = data.draw(st.integers(0, len(wire)), label="cut")
     reader = FrameReader(expect_masked=masked)
-    got = reader.feed(wire[:cut]) + reader.feed(wire[cut:])
+    got = reader.receive_frames(wire[:cut]) + reader.receive_frames(wire[cut:])
     assert got == [Frame(opcode, payload, fin, masked=masked,
                          mask=wire[len(wire) - len(payload) - 4:len(wire) - len(payload)] if masked else None)]
 
@@ -137,7 +143,7 @@ def test_frame_reader_handles_any_chunking(frames, data):
     reader = FrameReader()
     got = []
     for start, end in zip([0, *cuts], [*cuts, len(wire)]):
-        got += reader.feed(wire[start:end])
+        got += reader.receive_frames(wire[start:end])
     assert [(f.opcode, f.payload, f.fin) for f in got] == [f for f, _ in frames]
 
 
@@ -199,7 +205,7 @@ def test_frame_reader_never_crashes_on_garbage(garbage, data):
     cut = data.draw(st.integers(0, len(garbage)), label="cut")
     reader = FrameReader(expect_masked=True, max_frame_size=1 << 20)
     try:
-        frames = reader.feed(garbage[:cut]) + reader.feed(garbage[cut:])
+        frames = reader.receive_frames(garbage[:cut]) + reader.receive_frames(garbage[cut:])
     except ProtocolError as exc:
         assert exc.close_code in (CloseCode.PROTOCOL_ERROR, CloseCode.MESSAGE_TOO_BIG)
     else:
@@ -210,7 +216,7 @@ def test_frame_reader_never_crashes_on_garbage(garbage, data):
 @given(garbage=st.binary(max_size=300))
 def test_server_connection_never_crashes_on_garbage(garbage):
     conn = open_connection(max_message_size=1 << 16)
-    events = conn.receive_data(garbage) + conn.receive_eof()
+    events = conn.receive_events(garbage) + conn.receive_eof()
     assert all(isinstance(e, (Message, Ping, Pong, CloseReceived, Failed, ConnectionLost))
                for e in events)
     conn.data_to_send()
@@ -232,7 +238,7 @@ def test_rsv_bits_without_extension_are_1002(rsv):
 @pytest.mark.parametrize("opcode", CONTROL_OPCODES)
 def test_control_frame_longer_than_125_is_1002(opcode):
     fails_with(CloseCode.PROTOCOL_ERROR, encode_frame(opcode, bytes(126)))
-    assert FrameReader().feed(encode_frame(opcode, bytes(125)))[0].payload == bytes(125)
+    assert FrameReader().receive_frames(encode_frame(opcode, bytes(125)))[0].payload == bytes(125)
 
 
 @pytest.mark.parametrize("opcode", CONTROL_OPCODES)
@@ -257,23 +263,23 @@ def test_masked_server_frame_is_1002_on_a_client():
 def test_oversized_frame_is_1009_from_the_header_alone():
     header = encode_frame(Opcode.BINARY, bytes(1001), mask=MASK)[:8]
     fails_with(CloseCode.MESSAGE_TOO_BIG, header, max_frame_size=1000)
-    assert FrameReader(max_frame_size=1000).feed(encode_frame(Opcode.BINARY, bytes(1000)))
+    assert FrameReader(max_frame_size=1000).receive_frames(encode_frame(Opcode.BINARY, bytes(1000)))
 
 
 def test_truncated_frames_wait_for_more_bytes():
     wire = client_frame(Opcode.BINARY, bytes(300))
     for cut in range(len(wire)):
         reader = FrameReader(expect_masked=True)
-        assert reader.feed(wire[:cut]) == []
+        assert reader.receive_frames(wire[:cut]) == []
         assert reader.buffered == cut
 
 
 def test_reader_stays_failed_after_an_error():
     reader = FrameReader()
     with pytest.raises(ProtocolError):
-        reader.feed(encode_frame(3, b""))
+        reader.receive_frames(encode_frame(3, b""))
     with pytest.raises(ProtocolError):
-        reader.feed(encode_frame(Opcode.TEXT, b"fine"))
+        reader.receive_frames(encode_frame(Opcode.TEXT, b"fine"))
 
 
 def test_encode_frame_rejects_bad_arguments():
@@ -421,7 +427,7 @@ def test_valid_handshakes(overrides):
     assert request.target == "/chat"
     response = accept_response(KEY)
     assert response.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-    assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
+    assert f"\r\nSec-WebSocket-Accept: {RFC_ACCEPT}\r\n".encode() in response
     assert response.endswith(b"\r\n\r\n")
 
 
@@ -449,14 +455,14 @@ def test_bad_handshakes(request_bytes, status, header):
     assert response.startswith(f"HTTP/1.1 {status} ".encode())
     if header:
         assert f"\r\n{header[0]}: {header[1]}\r\n".encode() in response
-    conn = ServerConnection()
-    assert conn.receive_data(request_bytes) == [Rejected(status, info.value.reason)]
+    conn = ServerProtocol()
+    assert conn.receive_events(request_bytes) == [Rejected(status, info.value.reason)]
     assert conn.data_to_send() == response and conn.should_close
 
 
 def test_request_head_too_large_is_431():
-    conn = ServerConnection()
-    assert conn.receive_data(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000)[0].status == 431
+    conn = ServerProtocol()
+    assert conn.receive_events(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000)[0].status == 431
     with pytest.raises(HandshakeError):
         parse_request(b"GET / HTTP/1.1\r\n")  # incomplete
 
@@ -472,29 +478,29 @@ def test_request_header_lookup_is_case_insensitive():
     assert request.get("UPGRADE") == "websocket" and request.get("missing") is None
 
 
-# -- ServerConnection ------------------------------------------------------------
+# -- ServerProtocol ------------------------------------------------------------
 
 
 def test_handshake_split_byte_by_byte_then_pipelined_frame():
-    conn = ServerConnection()
+    conn = ServerProtocol()
     data = handshake_request() + client_frame(Opcode.TEXT, b"hi")
     events = []
     for i in range(len(data)):
-        events += conn.receive_data(data[i:i + 1])
+        events += conn.receive_events(data[i:i + 1])
     assert [type(e) for e in events] == [Accepted, Message] and events[1] == Message("hi")
 
 
 def test_ping_gets_pong_with_same_payload():
     conn = open_connection()
-    assert conn.receive_data(client_frame(Opcode.PING, b"tick")) == [Ping(b"tick")]
+    assert conn.receive_events(client_frame(Opcode.PING, b"tick")) == [Ping(b"tick")]
     assert conn.data_to_send() == encode_frame(Opcode.PONG, b"tick")
-    assert conn.receive_data(client_frame(Opcode.PONG, b"x")) == [Pong(b"x")]
+    assert conn.receive_events(client_frame(Opcode.PONG, b"x")) == [Pong(b"x")]
     assert conn.data_to_send() == b""
 
 
 def test_control_frames_interleaved_in_fragmented_message():
     conn = open_connection()
-    events = conn.receive_data(client_frame(Opcode.TEXT, b"Hel", fin=False)
+    events = conn.receive_events(client_frame(Opcode.TEXT, b"Hel", fin=False)
                                + client_frame(Opcode.PING, b"")
                                + client_frame(Opcode.CONTINUATION, b"lo"))
     assert events == [Ping(b""), Message("Hello")]
@@ -502,7 +508,7 @@ def test_control_frames_interleaved_in_fragmented_message():
 
 def test_client_initiated_close_is_echoed_and_server_closes_tcp():
     conn = open_connection()
-    events = conn.receive_data(client_frame(Opcode.CLOSE, encode_close(1000, "bye")))
+    events = conn.receive_events(client_frame(Opcode.CLOSE, encode_close(1000, "bye")))
     assert events == [CloseReceived(CloseCode.NORMAL_CLOSURE, "bye")]
     assert conn.data_to_send() == encode_frame(Opcode.CLOSE, encode_close(1000))
     assert conn.should_close and conn.state == State.CLOSED
@@ -513,7 +519,7 @@ def test_client_initiated_close_is_echoed_and_server_closes_tcp():
 
 def test_empty_close_gets_empty_close():
     conn = open_connection()
-    assert conn.receive_data(client_frame(Opcode.CLOSE, b"")) == [
+    assert conn.receive_events(client_frame(Opcode.CLOSE, b"")) == [
         CloseReceived(CloseCode.NO_STATUS_RCVD, "")]
     assert conn.data_to_send() == b"\x88\x00"
 
@@ -524,11 +530,11 @@ def test_server_initiated_close_waits_for_the_client():
     assert conn.data_to_send() == encode_frame(Opcode.CLOSE, encode_close(1001, "bye"))
     assert conn.state == State.CLOSING and not conn.should_close
     # messages and pings after our close frame are dropped, not answered
-    assert conn.receive_data(client_frame(Opcode.TEXT, b"late")) == []
-    assert conn.receive_data(client_frame(Opcode.PING, b"")) == [Ping(b"")]
+    assert conn.receive_events(client_frame(Opcode.TEXT, b"late")) == []
+    assert conn.receive_events(client_frame(Opcode.PING, b"")) == [Ping(b"")]
     assert conn.data_to_send() == b""
     assert conn.close_code is None
-    assert conn.receive_data(client_frame(Opcode.CLOSE, encode_close(1001))) == [
+    assert conn.receive_events(client_frame(Opcode.CLOSE, encode_close(1001))) == [
         CloseReceived(CloseCode.GOING_AWAY, "")]
     assert conn.data_to_send() == b"" and conn.should_close
     assert conn.close_code == CloseCode.GOING_AWAY
@@ -550,22 +556,22 @@ def test_server_initiated_close_then_tcp_drop_is_1006():
 ], ids=["unmasked", "bad UTF-8", "too big", "close 1005", "lone continuation"])
 def test_protocol_errors_fail_with_the_right_close_code(data, code):
     conn = open_connection(max_message_size=100)
-    [event] = conn.receive_data(data)
+    [event] = conn.receive_events(data)
     assert isinstance(event, Failed) and event.code == code
-    sent = FrameReader(expect_masked=False).feed(conn.data_to_send())
+    sent = FrameReader(expect_masked=False).receive_frames(conn.data_to_send())
     assert [f.opcode for f in sent] == [Opcode.CLOSE]
     assert decode_close(sent[0].payload)[0] == code
     assert conn.should_close and conn.close_code == code
-    assert conn.receive_data(client_frame(Opcode.TEXT, b"ignored")) == []
+    assert conn.receive_events(client_frame(Opcode.TEXT, b"ignored")) == []
 
 
 def test_lazy_events_let_a_reply_go_before_a_later_failure():
     conn = open_connection()
-    conn.feed(client_frame(Opcode.TEXT, b"first") + encode_frame(Opcode.TEXT, b"unmasked"))
-    for event in conn.events():
+    conn.receive_data(client_frame(Opcode.TEXT, b"first") + encode_frame(Opcode.TEXT, b"unmasked"))
+    for event in conn.events_received():
         if isinstance(event, Message):
             conn.send_message(event.data)
-    sent = FrameReader(expect_masked=False).feed(conn.data_to_send())
+    sent = FrameReader(expect_masked=False).receive_frames(conn.data_to_send())
     assert [(f.opcode, f.payload[:5]) for f in sent] == [
         (Opcode.TEXT, b"first"), (Opcode.CLOSE, b"\x03\xeacli")]
 
@@ -594,13 +600,13 @@ def test_send_message_types():
 def test_talks_to_the_websockets_client_protocol_without_sockets():
     client = ClientProtocol(parse_uri("ws://127.0.0.1:8765/"), max_size=None)
     client.send_request(client.connect())
-    server = ServerConnection()
+    server = ServerProtocol()
 
     def pump():
         for chunk in client.data_to_send():
-            server.feed(chunk)
+            server.receive_data(chunk)
         received = []
-        for event in server.events():
+        for event in server.events_received():
             received.append(event)
             if isinstance(event, Message):
                 server.send_message(event.data)
@@ -630,8 +636,8 @@ def test_invalid_utf8_fails_fast_inside_an_incomplete_frame():
     payload = "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited" * 100
     wire = client_frame(Opcode.TEXT, payload)
     conn = open_connection()
-    assert conn.receive_data(wire[:8 + 5]) == []  # header + 5 valid bytes
-    [event] = conn.receive_data(wire[8 + 5:8 + 13])  # reaches the invalid sequence
+    assert conn.receive_events(wire[:8 + 5]) == []  # header + 5 valid bytes
+    [event] = conn.receive_events(wire[8 + 5:8 + 13])  # reaches the invalid sequence
     assert event == Failed(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
 
 
@@ -643,7 +649,7 @@ def test_valid_text_cut_anywhere_inside_frames_is_not_failed_early():
         conn = open_connection()
         events = []
         for i in range(0, len(wire), step):
-            events += conn.receive_data(wire[i:i + step])
+            events += conn.receive_events(wire[i:i + step])
         assert events == [Message(text)], step
 
 
@@ -651,22 +657,22 @@ def test_invalid_utf8_fails_fast_in_an_incomplete_continuation_frame():
     wire = client_frame(Opcode.TEXT, "x€".encode()[:2], fin=False)  # ends mid-character
     wire += client_frame(Opcode.CONTINUATION, b"\x82A" + bytes(300))  # \x82 continues €, "A" cannot
     conn = open_connection()
-    events = conn.receive_data(wire[:len(wire) - 200])
+    events = conn.receive_events(wire[:len(wire) - 200])
     assert events == [Failed(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")]
 
 
 def test_binary_frames_are_not_utf8_checked_while_incomplete():
     wire = client_frame(Opcode.BINARY, b"\xff" * 300)
     conn = open_connection()
-    assert conn.receive_data(wire[:100]) == []
-    assert conn.receive_data(wire[100:]) == [Message(b"\xff" * 300)]
+    assert conn.receive_events(wire[:100]) == []
+    assert conn.receive_events(wire[100:]) == [Message(b"\xff" * 300)]
 
 
 @pytest.mark.parametrize("start", [0, 1, 2, 3, 5, 10])
 def test_peek_payload_unmasks_from_any_offset(start):
     payload = bytes(range(40))
     reader = FrameReader()
-    assert reader.feed(encode_frame(Opcode.BINARY, payload, mask=b"\x11\x22\x33\x44")[:6 + 20]) == []
+    assert reader.receive_frames(encode_frame(Opcode.BINARY, payload, mask=b"\x11\x22\x33\x44")[:6 + 20]) == []
     assert reader.pending_header.payload_length == 40
     assert reader.peek_payload(start) == payload[start:20]
     assert FrameReader().peek_payload() == b""

@@ -9,26 +9,22 @@ from __future__ import annotations
 import pytest
 
 from course.protocol import FrameReader, Opcode, accept_key, encode_frame, parse_frame_header
-
-MASK = bytes.fromhex("37fa213d")
+from course.wire.rfc import (RFC_ACCEPT, RFC_HEL, RFC_HELLO, RFC_KEY, RFC_LO, RFC_MASK,
+                             RFC_MASKED_HELLO, RFC_MASKED_PONG, RFC_PING)
 
 
 def test_accept_key_section_1_3():
-    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert accept_key(RFC_KEY) == RFC_ACCEPT
 
 
 # (name, wire bytes, [(opcode, payload, fin, mask)]) — section 5.7
 EXAMPLES = [
-    ("single-frame unmasked text", bytes.fromhex("810548656c6c6f"),
-     [(Opcode.TEXT, b"Hello", True, None)]),
-    ("single-frame masked text", bytes.fromhex("818537fa213d7f9f4d5158"),
-     [(Opcode.TEXT, b"Hello", True, MASK)]),
-    ("fragmented unmasked text", bytes.fromhex("010348656c80026c6f"),
+    ("single-frame unmasked text", RFC_HELLO, [(Opcode.TEXT, b"Hello", True, None)]),
+    ("single-frame masked text", RFC_MASKED_HELLO, [(Opcode.TEXT, b"Hello", True, RFC_MASK)]),
+    ("fragmented unmasked text", RFC_HEL + RFC_LO,
      [(Opcode.TEXT, b"Hel", False, None), (Opcode.CONTINUATION, b"lo", True, None)]),
-    ("unmasked ping", bytes.fromhex("890548656c6c6f"),
-     [(Opcode.PING, b"Hello", True, None)]),
-    ("masked pong", bytes.fromhex("8a8537fa213d7f9f4d5158"),
-     [(Opcode.PONG, b"Hello", True, MASK)]),
+    ("unmasked ping", RFC_PING, [(Opcode.PING, b"Hello", True, None)]),
+    ("masked pong", RFC_MASKED_PONG, [(Opcode.PONG, b"Hello", True, RFC_MASK)]),
 ]
 
 
@@ -49,7 +45,7 @@ def _got(decoded):
 
 @pytest.mark.parametrize("name, wire, frames", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_reader_decodes_rfc_bytes_whole(name, wire, frames):
-    assert _got(FrameReader().feed(wire)) == _expected(frames)
+    assert _got(FrameReader().receive_frames(wire)) == _expected(frames)
 
 
 @pytest.mark.parametrize("name, wire, frames", EXAMPLES, ids=[e[0] for e in EXAMPLES])
@@ -57,7 +53,8 @@ def test_reader_decodes_rfc_bytes_byte_by_byte(name, wire, frames):
     reader = FrameReader()
     decoded = []
     for i in range(len(wire)):
-        decoded += reader.feed(wire[i:i + 1])
+        reader.receive_data(wire[i:i + 1])
+        decoded += reader.frames_received()
     assert _got(decoded) == _expected(frames)
     assert reader.buffered == 0
 
@@ -66,7 +63,7 @@ def test_reader_decodes_rfc_bytes_byte_by_byte(name, wire, frames):
 def test_reader_decodes_rfc_bytes_at_every_split(name, wire, frames):
     for cut in range(len(wire) + 1):
         reader = FrameReader()
-        decoded = reader.feed(wire[:cut]) + reader.feed(wire[cut:])
+        decoded = reader.receive_frames(wire[:cut]) + reader.receive_frames(wire[cut:])
         assert _got(decoded) == _expected(frames), f"split at {cut}"
 
 
@@ -83,14 +80,14 @@ def test_binary_length_headers(size, header):
     assert (parsed.opcode, parsed.payload_length, parsed.header_length) == (2, size, len(header))
     for cut in (1, len(header) - 1, len(header), len(header) + 1, len(wire) - 1):
         reader = FrameReader()
-        first = reader.feed(wire[:cut])
+        first = reader.receive_frames(wire[:cut])
         assert first == []
-        [frame] = reader.feed(wire[cut:])
+        [frame] = reader.receive_frames(wire[cut:])
         assert (frame.opcode, frame.payload, frame.fin) == (Opcode.BINARY, payload, True)
 
 
 def test_dissect_masked_hello_shows_every_field():
-    header = parse_frame_header(bytes.fromhex("818537fa213d7f9f4d5158"))
+    header = parse_frame_header(RFC_MASKED_HELLO)
     assert header.fields() == {
         "FIN": 1, "RSV1": 0, "RSV2": 0, "RSV3": 0, "opcode": "0x1 (TEXT)", "MASK": 1,
         "payload length": 5, "extended length bytes": 0, "masking key": "37 fa 21 3d",
@@ -99,7 +96,7 @@ def test_dissect_masked_hello_shows_every_field():
 
 
 def test_dissect_incomplete_header_returns_none():
-    wire = encode_frame(Opcode.BINARY, bytes(70000), mask=MASK)
+    wire = encode_frame(Opcode.BINARY, bytes(70000), mask=RFC_MASK)
     for cut in range(14):
         assert parse_frame_header(wire[:cut]) is None
     assert parse_frame_header(wire[:14]).header_length == 14

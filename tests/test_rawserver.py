@@ -15,8 +15,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from course.protocol import CloseCode, FrameReader, Opcode, decode_close, encode_close, encode_frame
+from course.net.rawclient import raw_upgrade
 from course.net.rawserver import start_server
+from course.protocol import (CloseCode, FrameReader, Opcode, decode_close, encode_close, encode_frame,
+                             upgrade_request)
+from course.wire.rfc import RFC_ACCEPT, RFC_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 MASK = b"\x0a\x0b\x0c\x0d"
@@ -36,13 +39,9 @@ def run(coro_fn, timeout: float = 30):
 
 
 async def raw_handshake(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-    head = await reader.readuntil(b"\r\n\r\n")
+    reader, writer, _, head = await raw_upgrade(port)
     assert head.startswith(b"HTTP/1.1 101 ")
-    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    assert f"Sec-WebSocket-Accept: {RFC_ACCEPT}".encode() in head
     return reader, writer
 
 
@@ -51,7 +50,7 @@ async def read_until_eof(reader: asyncio.StreamReader):
     frames_reader = FrameReader(expect_masked=False)
     frames = []
     while data := await reader.read(65536):
-        frames += frames_reader.feed(data)
+        frames += frames_reader.receive_frames(data)
     return frames
 
 
@@ -168,8 +167,8 @@ def test_wrong_version_gets_426_with_version_header():
     async def main_raw():
         async with await start_server() as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            valid = upgrade_request(f"127.0.0.1:{server.port}", RFC_KEY)
+            writer.write(valid.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"))
             response = await reader.read()
             writer.close()
             return response
@@ -316,17 +315,18 @@ def test_connection_completing_its_handshake_during_shutdown_gets_1001():
     async def main():
         server = await start_server(close_timeout=1)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n")  # half a handshake
+        request = upgrade_request(f"127.0.0.1:{server.port}", RFC_KEY)
+        half = request.index(b"\r\n", request.index(b"Host:")) + 2
+        writer.write(request[:half])  # half a handshake: the request line and Host
         await asyncio.sleep(0.1)
         server.close()
-        writer.write(b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        writer.write(request[half:])
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 ")
         frames = FrameReader(expect_masked=False)
         got = []
         while not got:
-            got = frames.feed(await reader.read(100))
+            got = frames.receive_frames(await reader.read(100))
         assert decode_close(got[0].payload)[0] == CloseCode.GOING_AWAY
         writer.write(encode_frame(Opcode.CLOSE, encode_close(1001), mask=MASK))
         assert await reader.read() == b""  # then the server closes TCP

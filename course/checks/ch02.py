@@ -1,105 +1,60 @@
 """Self-checks for chapter 2: the protocol, byte by byte.
 
 Each ``check_*`` function calls the student's function on several cases (the RFC 6455
-examples, the length-form boundaries, edge cases) and, where it can, compares with the
-``websockets`` library: what the student encodes must parse with websockets' parser, and
-what websockets serializes must decode with the student's decoder.  One ✅/❌ line per case;
-a stub that raises ``NotImplementedError`` gives "not implemented yet", never a traceback.
+examples of :mod:`course.wire.rfc`, the length-form boundaries, edge cases) and, where it
+can, compares with the ``websockets`` library (:mod:`course.checks.reference`): what the
+student encodes must parse with websockets' parser, and what websockets serializes must
+decode with the student's decoder.  One ✅/❌ line per case; a stub that raises
+``NotImplementedError`` gives "not implemented yet", never a traceback.
 
 :func:`check_with_real_server` makes the student's four functions talk to a real
 ``websockets`` server over TCP.  The capstone (``solutions/02b_capstone_raw_server.ipynb``) uses
 :func:`check_handshake`, :func:`check_reply_to`, :func:`check_echo_server` and
-:func:`check_autobahn` (which runs Autobahn|Testsuite cases with the ``kosoku`` CLI and reads
-its ``index.json`` report).
+:func:`check_autobahn` (which runs Autobahn|Testsuite cases with :mod:`course.checks.autobahn`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
-import json
 import os
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from websockets.frames import Frame as WsFrame
-from websockets.frames import Opcode as WsOpcode
-from websockets.streams import StreamReader
 from websockets.utils import accept_key as ws_accept_key
 from websockets.utils import apply_mask as ws_apply_mask
 
-from course.checks import FAIL, PASS, check, expect, expect_equal, summary
+from course.checks import FAIL, PASS, acheck, check, expect, expect_equal, summary
+from course.checks.autobahn import (AUTOBAHN_SUBSET, PASSING, report_stall, run_autobahn,
+                                    selected_cases, summarize_autobahn, watch_for_stall)
+from course.checks.reference import ws_parse, ws_serialize
+from course.net.rawclient import PeerClosed, raw_upgrade, read_frames
+from course.net.relay import start_relay
+from course.protocol import (Frame, FrameReader, MessageAssembler, Opcode, ProtocolError,
+                             encode_frame, upgrade_request)
+from course.wire.rfc import (RFC_ACCEPT, RFC_HEL, RFC_HELLO, RFC_KEY, RFC_LO, RFC_MASK,
+                             RFC_MASKED_HELLO, RFC_MASKED_PONG, RFC_PING)
 
 __all__ = [
     "check_unmask",
     "check_accept_key",
     "check_encode_frame",
     "check_decode_frame",
+    "check_reply_to",
     "check_handshake",
     "check_echo_server",
     "check_autobahn",
-    "check_reply_to",
     "check_with_real_server",
-    "run_autobahn",
-    "summarize_autobahn",
 ]
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-# RFC 6455 section 5.7 examples.
-RFC_HELLO = bytes.fromhex("810548656c6c6f")
-RFC_MASK = bytes.fromhex("37fa213d")
-RFC_MASKED_HELLO = bytes.fromhex("818537fa213d7f9f4d5158")
-RFC_HEL = bytes.fromhex("010348656c")
-RFC_LO = bytes.fromhex("80026c6f")
-RFC_PING = bytes.fromhex("890548656c6c6f")
-RFC_MASKED_PONG = bytes.fromhex("8a8537fa213d7f9f4d5158")
-RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+# Opcodes as plain ints, as the student's functions take and return them.
+_TEXT, _BINARY, _CONTINUATION, _CLOSE, _PING, _PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 def _payload(n: int) -> bytes:
     """Deterministic, non-repeating-looking bytes of length ``n``."""
     return bytes((i * 37 + i // 251) % 256 for i in range(n))
-
-
-def ws_parse(data: bytes, *, masked: bool) -> tuple[WsFrame, int]:
-    """Parse one frame with the websockets library.
-
-    Args:
-        data: bytes holding at least one whole frame.
-        masked: whether the frame must be masked (client to server) or not.
-
-    Returns:
-        The websockets ``Frame`` and how many bytes it used.
-
-    Raises:
-        AssertionError: the bytes are not one valid frame for websockets.
-    """
-    reader = StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    parser = WsFrame.parse(reader.read_exact, mask=masked, max_size=None, extensions=[])
-    try:
-        next(parser)
-    except StopIteration as done:
-        return done.value, len(data) - len(reader.buffer)
-    except Exception as error:  # websockets' own ProtocolError, EOFError...
-        raise AssertionError(f"websockets cannot parse your frame ({type(error).__name__}: {error})")
-    raise AssertionError("websockets needs more bytes than your frame holds: the length field is wrong")
-
-
-def ws_serialize(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = False) -> bytes:
-    """Serialize one frame with websockets (a random mask if ``masked``)."""
-    return WsFrame(WsOpcode(opcode), payload, fin).serialize(mask=masked, extensions=[])
 
 
 # --------------------------------------------------------------------------- unmask
@@ -177,9 +132,9 @@ def check_encode_frame(encode_frame: Callable[..., bytes]) -> bool:
 
     def header(n: int) -> Callable[[], None]:
         payload = _payload(n)
-        return exact(ws_serialize(BINARY, payload), BINARY, payload)
+        return exact(ws_serialize(_BINARY, payload), _BINARY, payload)
 
-    def parses(n: int, mask: bytes | None, opcode: int = BINARY, fin: bool = True) -> Callable[[], None]:
+    def parses(n: int, mask: bytes | None, opcode: int = _BINARY, fin: bool = True) -> Callable[[], None]:
         def test() -> None:
             payload = _payload(n)
             frame, used = ws_parse(bytes(encode_frame(opcode, payload, fin=fin, mask=mask)),
@@ -191,18 +146,18 @@ def check_encode_frame(encode_frame: Callable[..., bytes]) -> bool:
 
     results = [
         check("RFC §5.7: unmasked text 'Hello' = 81 05 48 65 6c 6c 6f",
-              exact(RFC_HELLO, TEXT, b"Hello"), "byte 0 = FIN bit (0x80) | opcode; byte 1 = length"),
+              exact(RFC_HELLO, _TEXT, b"Hello"), "byte 0 = FIN bit (0x80) | opcode; byte 1 = length"),
         check("RFC §5.7: masked 'Hello' with key 37 fa 21 3d",
-              exact(RFC_MASKED_HELLO, TEXT, b"Hello", mask=RFC_MASK),
+              exact(RFC_MASKED_HELLO, _TEXT, b"Hello", mask=RFC_MASK),
               "set the MASK bit (0x80) in byte 1, then the 4-byte key, then the masked payload"),
         check("RFC §5.7: fragments 'Hel' (fin=False, text) + 'lo' (continuation)",
-              lambda: (exact(RFC_HEL, TEXT, b"Hel", fin=False)(),
-                       exact(RFC_LO, CONTINUATION, b"lo")()),
+              lambda: (exact(RFC_HEL, _TEXT, b"Hel", fin=False)(),
+                       exact(RFC_LO, _CONTINUATION, b"lo")()),
               "fin=False clears the top bit of byte 0"),
         check("RFC §5.7: ping 'Hello' and masked pong 'Hello'",
-              lambda: (exact(RFC_PING, PING, b"Hello")(),
-                       exact(RFC_MASKED_PONG, PONG, b"Hello", mask=RFC_MASK)())),
-        check("empty close frame = 88 00", exact(bytes.fromhex("8800"), CLOSE, b"")),
+              lambda: (exact(RFC_PING, _PING, b"Hello")(),
+                       exact(RFC_MASKED_PONG, _PONG, b"Hello", mask=RFC_MASK)())),
+        check("empty close frame = 88 00", exact(bytes.fromhex("8800"), _CLOSE, b"")),
         check("125 bytes: 7-bit length form (2-byte header)", header(125),
               "lengths up to 125 go straight into byte 1"),
         check("126 bytes: 16-bit form (7e + 2 bytes)", header(126),
@@ -211,12 +166,12 @@ def check_encode_frame(encode_frame: Callable[..., bytes]) -> bool:
         check("65536 bytes: 64-bit form (7f + 8 bytes)", header(65536),
               "more than 65535: byte 1 = 127, then the length on 8 bytes (struct '!Q')"),
         check("mask of zeros: MASK bit set, key 00 00 00 00, payload unchanged",
-              exact(bytes.fromhex("8285 00000000") + b"abcde", BINARY, b"abcde", mask=b"\0\0\0\0"),
+              exact(bytes.fromhex("8285 00000000") + b"abcde", _BINARY, b"abcde", mask=b"\0\0\0\0"),
               "set the MASK bit and send the key even when it is 00 00 00 00: test `mask is not None`, not `any(mask)`"),
         check("websockets parses your masked 300-byte frame", parses(300, b"abcd")),
         check("websockets parses your masked 70000-byte frame", parses(70000, bytes.fromhex("01020304"))),
         check("websockets parses your unmasked, non-final text frame",
-              parses(10, None, opcode=TEXT, fin=False)),
+              parses(10, None, opcode=_TEXT, fin=False)),
     ]
     return summary(results, "encode_frame")
 
@@ -244,10 +199,10 @@ def check_decode_frame(decode_frame: Callable[[bytes], Sequence[Any]]) -> bool:
 
     def from_websockets(n: int, masked: bool) -> Callable[[], None]:
         payload = _payload(n)
-        return gives(ws_serialize(BINARY, payload, masked=masked), True, BINARY, payload)
+        return gives(ws_serialize(_BINARY, payload, masked=masked), True, _BINARY, payload)
 
     def too_short() -> None:
-        for cut in (RFC_HELLO[:1], RFC_HELLO[:4], ws_serialize(BINARY, _payload(200))[:3]):
+        for cut in (RFC_HELLO[:1], RFC_HELLO[:4], ws_serialize(_BINARY, _payload(200))[:3]):
             try:
                 decode_frame(cut)
             except ValueError:
@@ -262,16 +217,16 @@ def check_decode_frame(decode_frame: Callable[[bytes], Sequence[Any]]) -> bool:
             raise AssertionError(f"{len(cut)} bytes: returned instead of raising ValueError")
 
     results = [
-        check("RFC §5.7: 81 05 'Hello' → (True, 1, b'Hello', 7)", gives(RFC_HELLO, True, TEXT, b"Hello"),
+        check("RFC §5.7: 81 05 'Hello' → (True, 1, b'Hello', 7)", gives(RFC_HELLO, True, _TEXT, b"Hello"),
               "fin = byte0 >> 7, opcode = byte0 & 0x0F, length = byte1 & 0x7F"),
         check("RFC §5.7: masked 'Hello' is unmasked, 11 bytes consumed",
-              gives(RFC_MASKED_HELLO, True, TEXT, b"Hello"),
+              gives(RFC_MASKED_HELLO, True, _TEXT, b"Hello"),
               "if byte1 & 0x80, the 4 bytes after the length are the key"),
         check("RFC §5.7: first fragment 'Hel' has fin False",
-              gives(RFC_HEL, False, TEXT, b"Hel")),
-        check("empty close frame 88 00", gives(bytes.fromhex("8800"), True, CLOSE, b"")),
+              gives(RFC_HEL, False, _TEXT, b"Hel")),
+        check("empty close frame 88 00", gives(bytes.fromhex("8800"), True, _CLOSE, b"")),
         check("extra bytes after the frame are not consumed",
-              gives(RFC_HELLO + RFC_PING, True, TEXT, b"Hello", used=len(RFC_HELLO)),
+              gives(RFC_HELLO + RFC_PING, True, _TEXT, b"Hello", used=len(RFC_HELLO)),
               "consumed = header length + payload length, not len(data)"),
         check("websockets' 125-byte frame", from_websockets(125, False)),
         check("websockets' 126-byte frame (16-bit length)", from_websockets(126, False),
@@ -293,8 +248,6 @@ def check_reply_to(reply_to: Callable[[Any, Any], tuple[bytes, bool]]) -> bool:
     ``frame`` is a :class:`course.protocol.Frame`, ``assembler`` a
     :class:`course.protocol.MessageAssembler` shared by the frames of one connection.
     """
-    from course.protocol import Frame, MessageAssembler, Opcode, ProtocolError
-
     def run(frames: list[Any]) -> list[tuple[bytes, bool]]:
         assembler = MessageAssembler()
         out = []
@@ -328,7 +281,7 @@ def check_reply_to(reply_to: Callable[[Any, Any], tuple[bytes, bool]]) -> bool:
               gives([Frame(T, b"Hello")], [(RFC_HELLO, False)]),
               "let the assembler build the message, then encode_frame it back (never masked)"),
         check("binary 300 bytes is echoed (16-bit length)",
-              gives([Frame(B, _payload(300))], [(ws_serialize(BINARY, _payload(300)), False)])),
+              gives([Frame(B, _payload(300))], [(ws_serialize(_BINARY, _payload(300)), False)])),
         check("ping 'Hello' is answered by pong 'Hello'",
               gives([Frame(Opcode.PING, b"Hello")], [(bytes.fromhex("8a0548656c6c6f"), False)]),
               "a pong carries the ping's payload"),
@@ -380,8 +333,6 @@ async def check_handshake(handshake: Callable[..., Any], *, stalled_limit: float
     sends half a request and then nothing must be let go (``False``) within
     ``stalled_limit`` seconds.
     """
-    from course.checks import acheck
-
     returned: list[Any] = []
     errors: list[BaseException] = []
 
@@ -393,9 +344,7 @@ async def check_handshake(handshake: Callable[..., Any], *, stalled_limit: float
         finally:
             writer.close()
 
-    good = (f"GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    good = upgrade_request("127.0.0.1", RFC_KEY, "/chat")
     plain = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     server, port = await _start(handler)
 
@@ -482,8 +431,6 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
     """
     from websockets.asyncio.client import connect
 
-    from course.checks import acheck
-
     state: dict[str, Any] = {}
 
     def explain(error: BaseException) -> BaseException:
@@ -520,9 +467,6 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
         await waiter
 
     async def two_in_one_write() -> None:
-        from course.net.rawclient import PeerClosed, raw_upgrade, read_frames
-        from course.protocol import FrameReader, Opcode, encode_frame
-
         try:
             reader, writer, _, head = await raw_upgrade(port, timeout=3)
         except Exception as error:
@@ -575,243 +519,6 @@ async def check_echo_server(port: int, server_errors: Sequence[BaseException] = 
     return summary(results, "echo server")
 
 
-# --------------------------------------------------------------------------- Autobahn
-
-#: The Autobahn subset run in the capstone: framing (1), pings (2), fragmentation (5),
-#: basic closing (7.1).  About 50 cases, a few seconds.
-AUTOBAHN_SUBSET = ("1.*", "2.*", "5.*", "7.1.*")
-
-STATUSES = ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED")
-
-
-def _kosoku() -> str | None:
-    here = Path(sys.executable).parent / "kosoku"
-    if here.exists():
-        return str(here)
-    import shutil
-
-    return shutil.which("kosoku")
-
-
-async def run_autobahn(port: int, include: Sequence[str] = AUTOBAHN_SUBSET, *,
-                       host: str = "127.0.0.1", parallelism: int = 4,
-                       timeout: float = 60.0) -> dict[str, dict[str, Any]]:
-    """Run Autobahn cases (the ``kosoku`` CLI) against a server and read its report.
-
-    Args:
-        port: The server's TCP port.
-        include: Case ids or globs (``"1.*"``...).
-        host: The server's address.
-        parallelism: Cases run at once.
-        timeout: Seconds before kosoku is killed.
-
-    Returns:
-        ``{case_id: entry}`` from kosoku's ``index.json``; each entry has
-        ``behavior`` (OK, NON-STRICT, INFORMATIONAL, FAILED...), ``behaviorClose``,
-        ``remoteCloseCode``, plus ``description`` and ``result`` read from the case's
-        own report file.
-
-    Raises:
-        FileNotFoundError: kosoku is not installed.
-        TimeoutError: kosoku took longer than ``timeout``.
-        RuntimeError: kosoku wrote no report (its stderr is in the message).
-    """
-    exe = _kosoku()
-    if exe is None:
-        raise FileNotFoundError("the kosoku command is not installed (pip install kosoku)")
-    args = [f"{host}:{port}", "-p", str(parallelism)]
-    for case in include:
-        args += ["-i", case]
-    with tempfile.TemporaryDirectory(prefix="autobahn-") as outdir:
-        process = await asyncio.create_subprocess_exec(
-            exe, *args, "-o", outdir,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            async with asyncio.timeout(timeout):
-                _, stderr = await process.communicate()
-        finally:  # timed out or cancelled (see check_autobahn): never leave kosoku running
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        index_path = Path(outdir) / "index.json"
-        if not index_path.exists():
-            raise RuntimeError(f"kosoku wrote no report: {stderr.decode(errors='replace')[-300:]}")
-        index = json.loads(index_path.read_text())
-        results: dict[str, dict[str, Any]] = {}
-        for cases in index.values():  # one agent: the server under test
-            for case_id, entry in cases.items():
-                detail = json.loads((Path(outdir) / entry["reportfile"]).read_text())
-                results[case_id] = {**entry, "description": detail.get("description", ""),
-                                    "result": detail.get("result", "")}
-    return results
-
-
-def _case_key(case_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in case_id.split(".") if p.isdigit())
-
-
-def summarize_autobahn(results: dict[str, dict[str, Any]], *, show_failures: int = 10) -> dict[str, int]:
-    """Print counts by status (and by category), then the failed cases.
-
-    Args:
-        results: What :func:`run_autobahn` returned.
-        show_failures: How many failed cases to list.
-
-    Returns:
-        ``{status: count}`` with every status of :data:`STATUSES` (plus any other seen).
-    """
-    counts = dict.fromkeys(STATUSES, 0)
-    by_group: dict[str, dict[str, int]] = {}
-    for case_id, entry in results.items():
-        status = entry["behavior"]
-        counts[status] = counts.get(status, 0) + 1
-        parts = case_id.split(".")
-        group = "7.1.*" if parts[:2] == ["7", "1"] else parts[0] + ".*"  # 7.1: basic closing
-        by_group.setdefault(group, dict.fromkeys(counts, 0))
-        by_group[group][status] = by_group[group].get(status, 0) + 1
-    columns = [s for s in counts if counts[s] or s in STATUSES]
-    print(f"{'cases':<8}" + "".join(f"{c:>15}" for c in columns))
-    for group in sorted(by_group, key=_case_key):
-        print(f"{group:<8}" + "".join(f"{by_group[group].get(c, 0):>15}" for c in columns))
-    print(f"{'total':<8}" + "".join(f"{counts[c]:>15}" for c in columns))
-    bad = sorted((c for c, e in results.items() if e["behavior"] not in ("OK", "NON-STRICT", "INFORMATIONAL")),
-                 key=_case_key)
-    for case_id in bad[:show_failures]:
-        e = results[case_id]
-        print(f"{FAIL} {case_id} {e['behavior']} (close: {e['behaviorClose']}): "
-              f"{e['description'][:70]} — {e['result'][:90]}")
-    if len(bad) > show_failures:
-        print(f"... and {len(bad) - show_failures} more failed cases")
-    return counts
-
-
-def selected_cases(include: Sequence[str]) -> list[str]:
-    """The Autobahn case ids that ``include`` selects, in the order kosoku runs them."""
-    import fnmatch
-
-    from kosoku.cases import CASES  # kosoku's own index, sorted like its runs
-
-    return [case for case in CASES if any(fnmatch.fnmatchcase(case, p) for p in include)]
-
-
-def _frames(data: bytes) -> list[Any]:
-    """The complete frames after the HTTP head of one direction of a relayed connection."""
-    from course.ui.frames import frames_in, split_head
-
-    try:
-        _, rest = split_head(bytes(data))
-    except ValueError:  # the head is not complete yet
-        return []
-    return frames_in(rest, partial=True)
-
-
-def _stalled(link: Any, stall: float) -> bool:
-    """True when the server owes the client answers and nothing moved for ``stall`` s.
-
-    The server owes one frame per complete message (its echo), per ping (a pong) and
-    for a close (its close). A server that answered everything may still see an idle
-    connection: kosoku waits for its own timeouts on some failing cases.
-    """
-    if not link.open or _idle(link) <= stall:
-        return False
-    return len(_frames(link.to_client)) < _owed(_frames(link.to_server))
-
-
-def _owed(sent: Sequence[Any]) -> int:
-    """How many frames a server owes for the client frames ``sent``: one per ping and per
-    complete message, and one close however many the client sent."""
-    from course.protocol import Opcode
-
-    answers = sum(1 for f in sent if f.header.opcode == Opcode.PING
-                  or (f.header.fin and f.header.opcode in (Opcode.TEXT, Opcode.BINARY,
-                                                           Opcode.CONTINUATION)))
-    return answers + any(f.header.opcode == Opcode.CLOSE for f in sent)
-
-
-async def _watch(run: asyncio.Task, relay: Any, stall: float) -> Any:
-    """Wait for ``run`` to end; if a relayed connection stalls first, cancel it and return it."""
-    while not run.done():
-        await asyncio.wait({run}, timeout=0.2)
-        stuck = next((link for link in relay.links if _stalled(link, stall)), None)
-        if stuck is not None:
-            run.cancel()
-            return stuck
-    return None
-
-
-def _describe_stall(link: Any, case: str, stall: float) -> str:
-    """Why the connection of a stuck Autobahn case is stuck, and what usually causes it."""
-    from course.protocol import Opcode
-
-    sent, answered = _frames(link.to_server), _frames(link.to_client)
-    kinds = ", ".join(Opcode(f.header.opcode).name for f in sent[:8]) + (", …" if len(sent) > 8 else "")
-    try:
-        from kosoku.cases import CASES
-
-        what = " ".join(CASES[case].DESCRIPTION.split())[:160]
-    except Exception:  # kosoku's index is a convenience, not a requirement
-        what = ""
-    text = (f"{FAIL} Autobahn stopped at case {case}{': ' + what if what else ''}\n"
-            f"   kosoku sent {len(sent)} frame(s) ({kinds or 'none'}); your server answered "
-            f"{len(answered)}; then nothing moved for {stall:.0f} s.")
-    pings = sum(f.header.opcode == Opcode.PING for f in sent)
-    pongs = sum(f.header.opcode == Opcode.PONG for f in answered)
-    if not sent:
-        hint = "kosoku is waiting for your server after the handshake: did you drain the 101?"
-    elif pings and not pongs:
-        hint = ("no ping got a pong: answer each PING at once with a PONG that carries the "
-                "same payload.")
-    elif (any(f.header.opcode == Opcode.CLOSE for f in sent) and len(answered) == _owed(sent) - 1
-          and not any(f.header.opcode == Opcode.CLOSE for f in answered)):
-        hint = ("everything got an answer but kosoku's close frame: answer a CLOSE with a "
-                "CLOSE, then end the connection (or the close still waits in your FrameReader).")
-    else:
-        hint = ("your server waits for bytes it already has. One read() can bring several "
-                "frames (or all the fragments of a message): after each read, take every frame "
-                "the FrameReader holds, until next_frame() returns None.")
-    return text + f"\n   Hint: {hint}"
-
-
-def _idle(link: Any) -> float:
-    """Seconds since bytes last moved on a relayed connection, either way."""
-    return time.monotonic() - max(link.last_to_server or 0, link.last_to_client or 0)
-
-
-async def _report_stall(port: int, cases: Sequence[str], stall: float,
-                        server_errors: Sequence[BaseException]) -> None:
-    """Find the first case that hangs, alone on the connection, and explain it.
-
-    kosoku opens the connections of its cases nearly at once, so a stuck connection does
-    not tell which case it belongs to: run the cases one by one (about 0.15 s each) until
-    one gets no answer within ``stall`` seconds.
-    """
-    from course.net.relay import start_relay
-
-    for case in cases:
-        relay = await start_relay("127.0.0.1", port)
-        run = asyncio.create_task(run_autobahn(relay.port, [case], timeout=stall + 30))
-        try:
-            stuck = await _watch(run, relay, stall)
-            if stuck is None and run.exception() is not None and relay.links:
-                stuck = relay.links[-1]  # not stalled by our rule, but it never ended
-            if stuck is not None:
-                print(_describe_stall(stuck, case, stall))
-                break
-        finally:
-            if not run.done():
-                run.cancel()
-            with contextlib.suppress(BaseException):
-                await run
-            relay.close()
-            await relay.wait_closed()
-    else:
-        print(f"{FAIL} Autobahn stopped: a connection got no answer for {stall:.0f} s, but no "
-              "case hangs when run alone (does your server handle several clients at once?)")
-    if server_errors:
-        cause = server_errors[-1]
-        print(f"   Your server also raised {type(cause).__name__}: {cause}")
-
-
 async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (), *,
                          include: Sequence[str] = AUTOBAHN_SUBSET,
                          timeout: float = 60.0, stall: float = 5.0) -> dict[str, int] | None:
@@ -836,8 +543,6 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
     """
     from websockets.asyncio.client import connect
 
-    from course.net.relay import start_relay
-
     echoed = False
     try:
         async with asyncio.timeout(3):
@@ -858,13 +563,13 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
     run = asyncio.create_task(run_autobahn(relay.port, include, timeout=timeout))
     stalled = False
     try:
-        stalled = await _watch(run, relay, stall) is not None
+        stalled = await watch_for_stall(run, relay, stall) is not None
         results = await run
     except (Exception, asyncio.CancelledError) as error:
         if not stalled and isinstance(error, asyncio.CancelledError):
             raise  # not our doing: the cell was interrupted
         if stalled or isinstance(error, TimeoutError):
-            await _report_stall(port, selected_cases(include), stall, server_errors)
+            await report_stall(port, selected_cases(include), stall, server_errors)
         else:
             print(f"{FAIL} Autobahn could not run: {type(error).__name__}: {error}")
         return None
@@ -872,7 +577,7 @@ async def check_autobahn(port: int, server_errors: Sequence[BaseException] = (),
         relay.close()
         await relay.wait_closed()
     counts = summarize_autobahn(results)
-    failed = sum(n for s, n in counts.items() if s not in ("OK", "NON-STRICT", "INFORMATIONAL"))
+    failed = sum(n for s, n in counts.items() if s not in PASSING)
     if failed:
         print(f"{FAIL} Autobahn: {failed} of {len(results)} cases failed")
     else:
@@ -889,18 +594,10 @@ async def check_with_real_server(accept_key: Callable[[str], str], encode_frame:
     ``decode_frame``; the server is stopped before returning.
     """
     from websockets.asyncio.server import serve
-    from websockets.exceptions import ConnectionClosed
 
-    from course.checks import acheck
+    from course.net.handlers import echo_handler
 
-    async def echo(ws: Any) -> None:
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-
-    server = await serve(echo, "127.0.0.1", 0, compression=None, max_size=None,
+    server = await serve(echo_handler, "127.0.0.1", 0, compression=None, max_size=None,
                          ping_interval=None)  # our raw client answers no keepalive ping
     port = server.sockets[0].getsockname()[1]
     conn: dict[str, Any] = {}
@@ -920,12 +617,9 @@ async def check_with_real_server(accept_key: Callable[[str], str], encode_frame:
             return tuple(parsed)
 
     async def handshake() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer, _, response = await raw_upgrade(port, RFC_KEY)
         conn.update(reader=reader, writer=writer)
-        writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        head = response.decode("latin-1")
         expect(head.startswith("HTTP/1.1 101"), f"the server said {head.splitlines()[0]!r}")
         expect(f"Sec-WebSocket-Accept: {accept_key(RFC_KEY)}\r\n" in head,
                "the server's Sec-WebSocket-Accept differs from your accept_key")
@@ -941,16 +635,16 @@ async def check_with_real_server(accept_key: Callable[[str], str], encode_frame:
 
     async def closing() -> None:
         expect("writer" in conn, "no connection (the handshake case failed)")
-        conn["writer"].write(bytes(encode_frame(CLOSE, b"\x03\xe8", mask=os.urandom(4))))
+        conn["writer"].write(bytes(encode_frame(_CLOSE, b"\x03\xe8", mask=os.urandom(4))))
         _, opcode, payload, _ = await read_frame()
-        expect_equal((int(opcode), bytes(payload)), (CLOSE, b"\x03\xe8"), "(opcode, payload) of the reply")
+        expect_equal((int(opcode), bytes(payload)), (_CLOSE, b"\x03\xe8"), "(opcode, payload) of the reply")
 
     try:
         results = [
             await acheck("handshake: the server's accept key matches yours", handshake),
             await acheck("a masked text frame comes back as the same text",
-                         echoes(TEXT, "Hello from my own frames 🎉".encode())),
-            await acheck("a masked 70000-byte binary frame comes back whole", echoes(BINARY, _payload(70000))),
+                         echoes(_TEXT, "Hello from my own frames 🎉".encode())),
+            await acheck("a masked 70000-byte binary frame comes back whole", echoes(_BINARY, _payload(70000))),
             await acheck("close 1000 is answered by close 1000", closing),
         ]
     finally:

@@ -47,6 +47,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from course.protocol import upgrade_request
+from course.wire.rfc import RFC_KEY
+
 __all__ = [
     "Verdict", "Event", "SlowRule", "Load", "Backlog", "observe", "judge", "close_within",
     "Outbox", "Fanout", "stalled_reader", "SLOW_CLOSE_CODE", "GOING_AWAY",
@@ -550,9 +553,7 @@ async def stalled_reader(host: str, port: int, path: str = "/", *, rcvbuf: int =
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    request = upgrade_request(f"{host}:{port}", RFC_KEY, path)
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))

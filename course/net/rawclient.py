@@ -95,5 +95,6 @@ async def read_frames(reader: asyncio.StreamReader, n: int, parser: FrameReader 
             data = await reader.read(65536)
             if not data:
                 raise PeerClosed(frames, n)
-            frames += parser.feed(data)
+            parser.receive_data(data)
+            frames += parser.frames_received()
     return frames

@@ -1,8 +1,8 @@
 """A WebSocket echo server on asyncio streams, built only on :mod:`course.protocol`.
 
-All the protocol lives in :class:`course.protocol.ServerConnection` (sans-I/O);
-this module only moves bytes between sockets and that state machine:
-read -> ``feed()`` -> ``events()`` -> ``send_message()`` -> ``data_to_send()`` -> write.
+All the protocol lives in :class:`course.protocol.ServerProtocol` (sans-I/O);
+this module only moves bytes between sockets and that state machine: read ->
+``receive_data()`` -> ``events_received()`` -> ``send_message()`` -> ``data_to_send()`` -> write.
 
 It answers every ping (RFC 6455 requires it) but sends none: there is no keepalive, so a client
 that stays silent, like a hand-typed raw connection in a notebook while you read, keeps its
@@ -39,7 +39,7 @@ from course.protocol import (
     Failed,
     Message,
     Rejected,
-    ServerConnection,
+    ServerProtocol,
     State,
 )
 
@@ -70,7 +70,7 @@ class EchoServer(Service):
         self.host = ""
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
-        self._connections: dict[asyncio.Task, tuple[ServerConnection, asyncio.StreamWriter]] = {}
+        self._connections: dict[asyncio.Task, tuple[ServerProtocol, asyncio.StreamWriter]] = {}
         self._closing = False
 
     @property
@@ -84,8 +84,8 @@ class EchoServer(Service):
         self.host, self.port = sockname[0], sockname[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = ServerConnection(max_message_size=self.max_message_size,
-                                max_frame_size=self.max_frame_size)
+        conn = ServerProtocol(max_message_size=self.max_message_size,
+                              max_frame_size=self.max_frame_size)
         task = asyncio.current_task()
         self._connections[task] = (conn, writer)
         peer = writer.get_extra_info("peername")
@@ -103,8 +103,9 @@ class EchoServer(Service):
                 else:
                     data = await reader.read(READ_SIZE)
                 if data:
-                    conn.feed(data)
-                    events = conn.events()  # lazy: each echo is queued before the next frame is parsed
+                    conn.receive_data(data)
+                    # lazy: each echo is queued before the next frame is parsed
+                    events = conn.events_received()
                 else:
                     events = conn.receive_eof()
                 for event in events:
