@@ -16,6 +16,8 @@ import websockets
 
 from course.net.channels import ChannelServer, Rooms, start_channels
 from course.net.channels_client import ChannelClient
+from course.net.fanout import stalled_reader
+from course.protocol import Opcode, encode_frame
 from course.wire import presence
 from course.wire.channels import ChannelSession, JoinRoom, LeaveRoom, Say, Send, Typing, room_of
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES, MAX_TEXT_CHARS
@@ -262,6 +264,14 @@ def lobby_events(client: ChannelClient, event: str, timeout: float = 3.0):
     return wait()
 
 
+async def events_until(client: ChannelClient, event: str, timeout: float = 3.0) -> list:
+    """Every event up to and including the next one named ``event``."""
+    seen = []
+    while not seen or seen[-1].event != event:
+        seen.append(await client.next_event(timeout))
+    return seen
+
+
 def test_server_join_history_push_broadcast_typing():
     async def scenario():
         async with await start_channels() as server:
@@ -281,11 +291,13 @@ def test_server_join_history_push_broadcast_typing():
                 assert message.topic == "room:lobby" and message.ref is None
             await bob.cast("room:lobby", "typing", {})
             assert (await lobby_events(ada, "typing")).payload == {"name": "bob", "typing": True}
-            # bob, the sender, gets no typing: his next event is his own next message
+            # bob, the sender, gets no typing: nothing arrives before his own next message
             await bob.push("room:lobby", "new_msg", {"body": "again"})
-            assert (await lobby_events(bob, "new_msg", 3)).payload["body"] == "again"
+            before = await events_until(bob, "new_msg")
+            assert [m.event for m in before] == ["new_msg"] and before[0].payload["body"] == "again"
+            await ada.cast("room:lobby", "typing", {"typing": False})
+            assert (await lobby_events(bob, "typing")).payload == {"name": "ada", "typing": False}
             await ada.close(), await bob.close()
-            assert "heartbeat" not in [e for e in ()]  # (heartbeat replies are not events)
     run(scenario)
 
 
@@ -366,6 +378,9 @@ def test_server_errors_keep_the_connection_and_the_others():
                 assert (message.topic, message.payload["reason"]) == ("phoenix", "malformed frame")
             # a 5-array with a bad payload: an error reply to its ref
             await ada.send_raw('["%s","77","room:lobby","new_msg","hi"]' % ada.joined["room:lobby"])
+            reply = await lobby_events(ada, "phx_reply")
+            assert (reply.ref, reply.payload["status"], reply.payload["response"]["reason"]) == (
+                "77", "error", "malformed frame")
             # still joined, and bob hears ada
             assert (await ada.push("room:lobby", "new_msg", {"body": "fine"}))["status"] == "ok"
             assert (await lobby_events(bob, "new_msg")).payload["body"] == "fine"
@@ -389,6 +404,59 @@ def test_server_refuses_other_serializer_versions():
                 await ChannelClient.connect(server.url + "?vsn=1.0.0")
             assert info.value.response.status_code == 400
     run(scenario)
+
+
+def test_server_refuses_foreign_origins():
+    async def scenario():
+        async with await start_channels() as server:
+            with pytest.raises(websockets.InvalidStatus) as info:
+                await websockets.connect(server.url, origin="http://evil.example")
+            assert info.value.response.status_code == 403
+            own = f"http://127.0.0.1:{server.port}"
+            async with websockets.connect(server.url, origin=own) as ws:
+                await ws.send('[null,"1","phoenix","heartbeat",{}]')
+                assert json.loads(await asyncio.wait_for(ws.recv(), 3))[3] == "phx_reply"
+    run(scenario)
+
+
+def test_a_member_that_stops_reading_is_dropped_and_the_room_goes_on():
+    async def scenario():
+        async with await start_channels(queue_size=4, grace=0.2) as server:
+            bob = await ChannelClient.connect(server.url)
+            await bob.join("room:lobby", {"name": "bob"})
+            frozen = await stalled_reader("127.0.0.1", server.port, "/socket/websocket?vsn=2.0.0")
+            try:
+                join = b'["1","1","room:lobby","phx_join",{"name":"frozen"}]'
+                frozen.sendall(encode_frame(Opcode.TEXT, join, mask=b"\x01\x02\x03\x04"))
+                async with asyncio.timeout(3):
+                    while server.rooms.room("lobby").names() != ["bob", "frozen"]:
+                        await asyncio.sleep(0.01)
+                # the kernel posts in bursts until the frozen member's buffers (kernel socket
+                # buffers of a few MB, then its queue) are full and it is dropped
+                body = "x" * MAX_TEXT_CHARS
+                ids: list[int] = []
+                i = 0
+                async with asyncio.timeout(10):
+                    while "frozen" in server.rooms.room("lobby").names():
+                        for _ in range(50):
+                            server.post("lobby", body)
+                        i += 50
+                        while len(ids) < i - 50:  # bob reads along, a burst behind
+                            message = await bob.next_event()
+                            if message.event == "new_msg":
+                                ids.append(message.payload["id"])
+                    assert server.fanout.dropped and len(server.fanout) == 1
+                    # bob got every message, in order, and still talks
+                    while len(ids) < i:
+                        message = await bob.next_event()
+                        if message.event == "new_msg":
+                            ids.append(message.payload["id"])
+                assert ids == list(range(1, i + 1)) and bob.dropped == 0
+                assert (await bob.push("room:lobby", "new_msg", {"body": "on"}))["status"] == "ok"
+            finally:
+                frozen.close()
+            await bob.close()
+    run(scenario, timeout=15)
 
 
 def test_command_line_serves_until_sigterm():
