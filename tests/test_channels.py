@@ -397,6 +397,26 @@ def test_server_errors_keep_the_connection_and_the_others():
     run(scenario)
 
 
+def test_client_queue_is_bounded_and_iterable():
+    async def scenario():
+        async with await start_channels() as server:
+            client = await ChannelClient.connect(server.url, max_events=3, heartbeat_interval=0.05)
+            await client.join("room:lobby", {"name": "ada"})   # presence_state + presence_diff
+            for n in range(5):
+                server.post("lobby", f"m{n}")
+            await asyncio.sleep(0.3)                           # heartbeats: replies, not events
+            assert client.dropped == 4                         # 7 events, the 3 newest kept
+            bodies = []
+            async with asyncio.timeout(3):
+                async for message in client:
+                    bodies.append(message.payload["body"])
+                    if len(bodies) == 3:
+                        break
+            assert bodies == ["m2", "m3", "m4"] and not client.closed.is_set()
+            await client.close()
+    run(scenario)
+
+
 def test_server_refuses_other_serializer_versions():
     async def scenario():
         async with await start_channels() as server:

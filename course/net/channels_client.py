@@ -191,10 +191,12 @@ class ChannelClient:
         tasks = [t for t in (self._beater, self._reader) if t is not None]
         if self._beater is not None:
             self._beater.cancel()
-        async with asyncio.timeout(self.timeout):
-            await self.connection.close()
-        self._reader.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.connection.close()
+        finally:
+            self._reader.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> "ChannelClient":
         return self
