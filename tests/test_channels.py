@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from course.net.channels import ChannelServer, Rooms, start_channels
+from course.net.channels import Rooms, start_channels
 from course.net.channels_client import ChannelClient
 from course.net.fanout import stalled_reader
 from course.protocol import Opcode, encode_frame
