@@ -11,7 +11,7 @@ JOBS ?= 4
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test notebooks exercises nav lint system-deps benchmarks clean help
+.PHONY: lab test notebooks exercises nav lint system-deps js-deps benchmarks clean help
 
 help:
 	@echo "make lab        build .venv, install, open the course in JupyterLab"
@@ -58,7 +58,26 @@ system-deps:
 	  echo "!!! Browser tests will SKIP (or FAIL under CI=true). Install the chromium package to run them."; \
 	fi
 
-test: $(VENV)/.installed-test system-deps
+# The official JavaScript clients (phoenix, @rails/actioncable, socket.io-client, ...) that the
+# interop tests run in Node, pinned by js/package-lock.json.  `npm ci` runs once per fresh clone,
+# and again only when the lock changes (the stamp is older).  Without node/npm, or if npm ci
+# fails, the tests that need them SKIP loudly; under CI=true a failed npm ci stops here and a
+# missing node fails those tests (tests/conftest.py), as for Chromium.
+JS := js
+$(JS)/node_modules/.installed: $(JS)/package-lock.json $(JS)/package.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  echo "js-deps: npm ci in $(JS)/"; \
+	  (cd $(JS) && npm ci --no-audit --no-fund --loglevel=error) && touch $@ \
+	  || { echo "!!! js-deps: npm ci failed in $(JS)/: the tests with the JavaScript clients will SKIP (FAIL under CI=true)."; \
+	       [ "$$CI" != true ]; }; \
+	else \
+	  echo "!!! js-deps: node or npm is missing: the tests with the official JavaScript clients will SKIP"; \
+	  echo "!!! (or FAIL under CI=true). Install Node.js 20+ and npm to run them."; \
+	fi
+
+js-deps: $(JS)/node_modules/.installed
+
+test: $(VENV)/.installed-test system-deps js-deps
 	$(BIN)/pytest -n $(JOBS) --dist loadfile $(NBVAL) -p no:cacheprovider -rs --durations=15 \
 	  tests notebooks solutions exercises
 
@@ -83,4 +102,4 @@ benchmarks: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/hub_stall.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(JS)/node_modules

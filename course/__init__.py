@@ -6,11 +6,13 @@ in this list (``tests/test_layers.py`` checks it):
 - ``course.protocol``: RFC 6455, sans-I/O (bytes in, events and bytes out; no sockets).
 - ``course.wire``: formats above the frames, sans-I/O: the message ``envelope`` every
   JSON server speaks, the ``chat`` messages, Server-Sent Events (``sse``), the RFC
-  examples as data (``rfc``).
+  examples as data (``rfc``), Phoenix Channels' V2 frames (``phoenix``), Phoenix
+  Presence (``presence``) and the channel router of one connection (``channels``).
 - ``course.demo``: seeded demo data (the news source, the feeds of chapter 3).
 - ``course.net``: asyncio: the ``lifecycle`` every server and relay shares, the raw
   server and client, the ``relay``, the ``websockets`` handlers, the ``fanout`` queues,
-  the ``hub`` and the ``chat``.
+  the ``hub`` and the ``chat``, chapter 5's ``channels`` server (rooms shared by every
+  protocol, Phoenix on top) and its kernel client (``channels_client``).
 - ``course.measure``: statistics, latency, the transports experiment of chapter 1.
 - ``course.ui``: what the notebook shows: widgets, the in-page browser client, frame
   display, static files.  Widgets import no sockets and no frames.

@@ -239,3 +239,21 @@ def jupyterlab_remote(tmp_path_factory):
         yield lab
     finally:
         stop_lab(lab.process)
+
+
+JS_DIR = ROOT / "js"
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """``js/node_modules``, installed by ``make js-deps`` (``npm ci`` from the lock file).
+
+    Skips loudly (fails under ``CI=true``) when Node is missing or the modules are absent or
+    older than ``js/package-lock.json``.  Run scripts with ``NODE_PATH`` set to it.
+    """
+    if shutil.which("node") is None:
+        missing("Node.js (node 20+ and npm; then `make js-deps` installs the pinned clients)")
+    stamp = JS_DIR / "node_modules" / ".installed"
+    if not stamp.exists() or stamp.stat().st_mtime < (JS_DIR / "package-lock.json").stat().st_mtime:
+        missing("js/node_modules is missing or older than js/package-lock.json (run `make js-deps`)")
+    return JS_DIR / "node_modules"

@@ -1,0 +1,366 @@
+"""Chapter 5's channel server: rooms shared by every protocol, and Phoenix's on top.
+
+Run it from a shell::
+
+    python -m course.net.channels --host 127.0.0.1 --port 0
+
+It prints ``serving on ws://HOST:PORT/socket/websocket`` and serves until SIGTERM or
+Ctrl-C.  Phoenix's own JavaScript client joins it (``new Socket("ws://HOST:PORT/socket")``;
+the client appends ``/websocket?vsn=2.0.0``), and so does the kernel's
+:class:`course.net.channels_client.ChannelClient`.  In a notebook::
+
+    server = await start_channels("127.0.0.1", 0)
+    ...
+    server.close()
+    await server.wait_closed()
+
+**Layers.**  The frames are :mod:`course.wire.phoenix`; what a frame means is decided by
+:class:`course.wire.channels.ChannelSession` (pure); presence is :mod:`course.wire.presence`
+(pure).  This module does the I/O: a thin loop per connection that carries out the
+session's actions on the :class:`Rooms`.  Every outgoing frame goes through one
+:class:`course.net.fanout.Fanout`: a connection that stops reading is dropped with 1008
+and never holds up the others.
+
+**Limits and errors.**  A frame above 64 KiB closes the connection with 1009 (message too
+big).  Every other bad input gets an error reply and the connection lives (the table is
+in :mod:`course.wire.channels`; an unparsable frame is answered on topic ``phoenix``).
+A connection that sends nothing, not even a heartbeat, for ``heartbeat_timeout`` seconds
+(default 60, Phoenix's own idle timeout; its client beats every 30 s) is closed with 1000
+("heartbeat timeout") and its presence leaves.  ``?vsn=`` other than ``2.0.0`` is refused
+with HTTP 400 (a missing ``vsn`` means 2.0.0).
+
+**The rooms, for other protocols' adapters** (Action Cable, Socket.IO: they plug into the
+same :class:`Rooms`, so a message crosses protocols).  A member is a key (any hashable,
+unique per connection *and* room, e.g. ``(ws, "lobby")``), a nickname, and a ``deliver``
+callable ``deliver(event: str, payload: dict) -> None`` that must not block (encode in
+your protocol, then ``Fanout.send``)::
+
+    room = rooms.room("lobby")                  # created on first use
+    history = room.join(key, "ada", deliver, welcome=lambda history: ...)
+    message = room.say(key, "hi")               # {"id": 7, "name": "ada", "body": "hi"}
+    room.typing(key, True)                      # to the others only
+    room.broadcast("event", {...}, exclude=key) # anything else
+    room.leave(key)                             # idempotent
+
+``join`` calls ``welcome(history)`` first (send your join reply there: Phoenix's ok
+reply, Action Cable's ``confirm_subscription``, a Socket.IO ack), then delivers
+``presence_state`` to the joiner and ``presence_diff`` to the whole room (joiner
+included, as Phoenix does).  The events ``deliver`` receives: ``new_msg`` (``id``,
+``name``, ``body``; ids increase across all rooms), ``typing`` (``name``, ``typing``),
+``presence_state`` (a :mod:`course.wire.presence` state keyed by nickname) and
+``presence_diff`` (``joins``/``leaves``).  Each member's meta is ``{"phx_ref": ...,
+"online_at": ...}``; two connections of one nickname are one key with two metas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from course.net.fanout import Fanout
+from course.net.lifecycle import Service, run_until_signal
+from course.protocol import CloseCode
+from course.wire import presence
+from course.wire.channels import (NEW_MSG, TYPING, ChannelSession, JoinRoom, LeaveRoom, Say, Send,
+                                  Typing, malformed)
+from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES
+from course.wire.phoenix import VSN, BadFrame, Event, Message, encode, ok, push
+
+__all__ = ["Deliver", "Member", "Room", "Rooms", "ChannelServer", "start_channels", "main"]
+
+Deliver = Callable[[str, dict[str, Any]], None]  #: ``deliver(event, payload)``, never blocks
+
+
+@dataclass
+class Member:
+    """One connection in one room."""
+
+    key: Hashable
+    name: str
+    deliver: Deliver
+    phx_ref: str
+
+
+class Room:
+    """One room: its members, its last ``HISTORY_SIZE`` messages, its presence.
+
+    Create rooms with :meth:`Rooms.room` (message ids are numbered across the rooms).
+    """
+
+    def __init__(self, name: str, rooms: "Rooms") -> None:
+        self.name = name
+        self.members: dict[Hashable, Member] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
+        self.presence: presence.State = {}
+        self._rooms = rooms
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def join(self, key: Hashable, name: str, deliver: Deliver, *,
+             welcome: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+        """Add a member; see the module docstring for the order of what it receives.
+
+        Args:
+            key: unique per connection and room; joining again with a key replaces it.
+            name: the nickname (the presence key).
+            deliver: ``deliver(event, payload)`` for this member.
+            welcome: called with the history before any presence is delivered.
+
+        Returns:
+            The history (oldest first) as of the join.
+        """
+        self.leave(key)
+        history = list(self.history)
+        member = Member(key, name, deliver, self._rooms.new_ref())
+        self.members[key] = member
+        if welcome is not None:
+            welcome(history)
+        diff = presence.join(self.presence, name, presence.meta(member.phx_ref,
+                                                                online_at=int(time.time())))
+        self.presence = presence.apply_diff(self.presence, diff)
+        deliver(Event.PRESENCE_STATE.value, self.presence)
+        self.broadcast(Event.PRESENCE_DIFF.value, diff)
+        return history
+
+    def leave(self, key: Hashable) -> bool:
+        """Remove a member (its presence leaves); ``False`` if it was not here."""
+        member = self.members.pop(key, None)
+        if member is None:
+            return False
+        diff = presence.leave(self.presence, member.name, member.phx_ref)
+        self.presence = presence.apply_diff(self.presence, diff)
+        self.broadcast(Event.PRESENCE_DIFF.value, diff)
+        return True
+
+    def say(self, key: Hashable | None, body: str, name: str | None = None) -> dict[str, Any]:
+        """Post a message from a member (``key``), or from ``name`` (the kernel) if ``key``
+        is ``None``; every member gets ``new_msg``.  ``body`` is already validated.
+
+        Returns:
+            The message: ``{"id", "name", "body"}``.
+
+        Raises:
+            KeyError: ``key`` is not a member.
+        """
+        sender = self.members[key].name if key is not None else (name or "kernel")
+        message = {"id": self._rooms.new_id(), "name": sender, "body": body}
+        self.history.append(message)
+        self.broadcast(NEW_MSG, message)
+        return message
+
+    def typing(self, key: Hashable, typing: bool = True) -> None:
+        """Tell the other members that ``key`` is typing (ephemeral: no history)."""
+        member = self.members[key]
+        self.broadcast(TYPING, {"name": member.name, "typing": typing}, exclude=key)
+
+    def broadcast(self, event: str, payload: dict[str, Any], *, exclude: Hashable | None = None) -> int:
+        """Deliver to every member but ``exclude``; returns how many."""
+        targets = [m for k, m in list(self.members.items()) if k != exclude]
+        for member in targets:
+            member.deliver(event, payload)
+        return len(targets)
+
+    def names(self) -> list[str]:
+        """The nicknames online, sorted (two tabs of one name count once)."""
+        return presence.keys(self.presence)
+
+
+class Rooms:
+    """Every room of one server, by name; shared by all protocol adapters."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+        self._ids = itertools.count(1)
+        self._refs = itertools.count(1)
+
+    def room(self, name: str) -> Room:
+        """The room ``name``, created on first use."""
+        if name not in self.rooms:
+            self.rooms[name] = Room(name, self)
+        return self.rooms[name]
+
+    def new_id(self) -> int:
+        """The next message id (increasing, across rooms)."""
+        return next(self._ids)
+
+    def new_ref(self) -> str:
+        """A fresh presence ``phx_ref``."""
+        return f"p{next(self._refs)}"
+
+
+class ChannelServer(Service):
+    """Rooms over Phoenix Channels V2 JSON, at ``/socket/websocket``.
+
+    Args:
+        heartbeat_timeout: seconds of silence after which a connection is closed.
+        allowed_origins: as :class:`course.net.chat.ChatServer`: by default a browser page
+            must come from this host and port; ``"*"`` accepts any; clients that send no
+            ``Origin`` (Node, Python) are always accepted.
+        queue_size, grace, max_bytes, close_timeout: the :class:`course.net.fanout.Fanout`
+            bounds (the slow-client rule).
+
+    Raises:
+        ValueError: ``heartbeat_timeout`` not positive, or a bad fanout bound.
+    """
+
+    scheme = "ws"
+    path = "/socket/websocket"
+
+    def __init__(self, *, heartbeat_timeout: float = 60.0,
+                 allowed_origins: str | set[str] | None = None, queue_size: int = 64,
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0):
+        if not heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout}")
+        self.heartbeat_timeout = heartbeat_timeout
+        self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
+        self.fanout = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
+        self.rooms = Rooms()
+        self.timed_out = 0  #: connections closed for silence
+        self.host = ""
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application()
+        self.app.router.add_get("/socket/websocket", self._websocket)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> "ChannelServer":
+        """Listen on ``host:port`` (port 0: any free port) and return ``self``."""
+        if self._runner is not None:
+            raise RuntimeError("this ChannelServer is already started")
+        runner = web.AppRunner(self.app, access_log=None,
+                               shutdown_timeout=self.fanout.close_timeout or 60.0)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runner = runner
+        self.host, self.port = runner.addresses[0][:2]
+        return self
+
+    async def _stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await self.fanout.stop(CloseCode.GOING_AWAY, "server stopping")
+        await runner.cleanup()
+
+    def post(self, room: str, body: str, name: str = "kernel") -> dict[str, Any]:
+        """Post a message to ``room`` as ``name`` (from the kernel); returns it."""
+        return self.rooms.room(room).say(None, body, name)
+
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None or self.allowed_origins == "*" or origin in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc == request.host
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self._origin_allowed(request):
+            return web.Response(status=403, text="origin not allowed\n")
+        if request.query.get("vsn", VSN) != VSN:
+            return web.Response(status=400, text=f"unsupported vsn; this server speaks {VSN}\n")
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            return ws
+        transport = request.transport
+        if transport is None:
+            return ws
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.fanout.join(ws, f"{peer[0]}:{peer[1]}", send=ws.send_str,
+                         close=lambda code, reason: ws.close(code=code, message=reason.encode()),
+                         abort=transport.abort, buffered=transport.get_write_buffer_size)
+        session = ChannelSession()
+        try:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.heartbeat_timeout)
+                except asyncio.TimeoutError:
+                    self.timed_out += 1
+                    self.fanout.leave(ws)
+                    await ws.close(code=WSCloseCode.OK, message=b"heartbeat timeout")
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    self._carry_out(ws, session.receive(msg.data))
+                elif msg.type == WSMsgType.BINARY:  # Phoenix's binary serializer: not spoken here
+                    self._send(ws, malformed(b"", BadFrame("binary frames are not accepted; send V2 JSON text")))
+                else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame > 64 KiB: aiohttp sent 1009)
+                    break
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            for action in session.close():
+                self.rooms.room(action.room).leave((ws, action.topic))
+            self.fanout.leave(ws)
+        return ws
+
+    def _send(self, ws: Any, message: Message) -> None:
+        self.fanout.send(ws, encode(message))
+
+    def _carry_out(self, ws: Any, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(ws, action.message)
+            elif isinstance(action, JoinRoom):
+                topic, join_ref = action.topic, action.join_ref
+
+                def deliver(event: str, payload: dict[str, Any], topic=topic, join_ref=join_ref) -> None:
+                    self._send(ws, push(topic, event, payload, join_ref))
+
+                self.rooms.room(action.room).join(
+                    (ws, topic), action.name, deliver,
+                    welcome=lambda history, request=action.request: self._send(
+                        ws, ok(request, {"history": history})))
+            elif isinstance(action, LeaveRoom):
+                self.rooms.room(action.room).leave((ws, action.topic))
+            elif isinstance(action, Say):
+                message = self.rooms.room(action.room).say((ws, action.topic), action.body)
+                self._send(ws, ok(action.request, {"id": message["id"]}))
+            elif isinstance(action, Typing):
+                self.rooms.room(action.room).typing((ws, action.topic), action.typing)
+
+
+async def start_channels(host: str = "127.0.0.1", port: int = 0, **options: Any) -> ChannelServer:
+    """Start a :class:`ChannelServer` on ``host:port`` in the running event loop.
+
+    Args:
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one (read it from ``server.port``).
+        **options: see :class:`ChannelServer`.
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+        ValueError: a bad option value.
+    """
+    return await ChannelServer(**options).start(host, port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m course.net.channels --host H --port P``."""
+    parser = argparse.ArgumentParser(prog="python -m course.net.channels",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="TCP port, 0 for any free one (default 4000)")
+    parser.add_argument("--heartbeat-timeout", type=float, default=60.0,
+                        help="seconds of silence before a connection is closed (default 60)")
+    args = parser.parse_args(argv)
+    try:
+        return run_until_signal(lambda: start_channels(args.host, args.port,
+                                                       heartbeat_timeout=args.heartbeat_timeout),
+                                "serving on {url}")
+    except (OSError, ValueError) as problem:
+        print(f"cannot serve on {args.host}:{args.port}: {problem}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
