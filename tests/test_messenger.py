@@ -379,3 +379,101 @@ def test_rooms_switch_and_free_names(chromium, loop, server, widgets):
         expect(online(page)).to_have_text(["ada2", "kernel"], timeout=TIMEOUT_MS)
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_a_frozen_tab_leaves_within_the_heartbeat_timeout(chromium, loop, server, widgets):
+    """A tab that stops running (its socket still open, no close frame) is dropped by the
+    server's heartbeat timeout, and its presence leaves."""
+    from playwright.sync_api import expect
+
+    kernel = join_widget(loop, server, widgets, room="ghost")
+    page = open_page(chromium, server.url, "zed", room="ghost")
+    cdp = page.context.new_cdp_session(page)
+    try:
+        loop.until(lambda: kernel.online == ["kernel", "zed"], what="zed joined")
+        expect(online(page)).to_have_text(["kernel", "zed"], timeout=TIMEOUT_MS)
+        cdp.send("Debugger.enable")
+        cdp.send("Debugger.pause")  # no more heartbeats; the TCP connection stays open
+        started = time.monotonic()
+        loop.until(lambda: kernel.online == ["kernel"], timeout=HEARTBEAT_TIMEOUT + 2,
+                   what="the frozen tab left")
+        waited = time.monotonic() - started
+        assert 0.5 < waited < HEARTBEAT_TIMEOUT + 1.0, waited
+        assert server.timed_out == 1
+    finally:
+        try:
+            cdp.send("Debugger.resume")
+        finally:
+            page.close()
+
+
+async def start_prefix_proxy(upstream_port: int):
+    """A small reverse proxy serving the messenger at ``/proxy/PORT/``, as
+    jupyter-server-proxy does (HTTP GET and WebSocket, text frames)."""
+    from aiohttp import ClientSession, WSMsgType, web
+
+    carried = {"http": 0, "ws": 0}
+
+    async def handle(request):
+        target = f"127.0.0.1:{upstream_port}/{request.match_info['tail']}"
+        if request.query_string:
+            target += "?" + request.query_string
+        async with ClientSession() as session:
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                carried["http"] += 1
+                async with session.get("http://" + target) as response:
+                    return web.Response(body=await response.read(), status=response.status,
+                                        content_type=response.content_type)
+            carried["ws"] += 1
+            browser_side = web.WebSocketResponse()
+            await browser_side.prepare(request)
+            async with session.ws_connect("ws://" + target) as server_side:
+                async def pump(source, sink):
+                    async for message in source:
+                        if message.type != WSMsgType.TEXT:
+                            break
+                        await sink.send_str(message.data)
+                pumps = [asyncio.create_task(pump(browser_side, server_side)),
+                         asyncio.create_task(pump(server_side, browser_side))]
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                for task in pumps:
+                    task.cancel()
+            await browser_side.close()
+            return browser_side
+
+    app = web.Application()
+    app.router.add_get("/proxy/{port}/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1], carried
+
+
+@pytest.mark.browser
+def test_the_page_works_behind_a_path_prefix(chromium, loop, server, widgets):
+    from playwright.sync_api import expect
+
+    runner, port, carried = loop.run(start_prefix_proxy(server.port))
+    kernel = join_widget(loop, server, widgets)
+    base = f"http://127.0.0.1:{port}/proxy/{server.port}/"
+    page = chromium.new_page()
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda ws: requested.append(ws.url))
+    try:
+        page.goto(base + "?name=ada")
+        expect(page.locator("#status")).to_have_text("connected · #lobby as ada", timeout=TIMEOUT_MS)
+        expect(online(page)).to_have_text(["ada", "kernel"], timeout=TIMEOUT_MS)
+        say(page, "through the proxy")
+        mine = page.locator("#messages li.message").filter(has_text="through the proxy")
+        expect(mine.locator(".delivered")).to_have_count(1, timeout=TIMEOUT_MS)
+        loop.until(lambda: kernel.messages and kernel.messages[-1]["body"] == "through the proxy",
+                   what="the kernel hears the proxied page")
+        assert carried["ws"] == 1 and carried["http"] >= 4, carried  # page, js, client, config
+        ws_base = base.replace("http://", "ws://")
+        assert all(url.startswith((base, ws_base)) for url in requested), requested
+    finally:
+        page.close()
+        loop.run(runner.cleanup())
