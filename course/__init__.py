@@ -12,10 +12,12 @@ in this list (``tests/test_layers.py`` checks it):
 - ``course.net``: asyncio: the ``lifecycle`` every server and relay shares, the raw
   server and client, the ``relay``, the ``websockets`` handlers, the ``fanout`` queues,
   the ``hub`` and the ``chat``, chapter 5's ``channels`` server (rooms shared by every
-  protocol, Phoenix on top) and its kernel client (``channels_client``).
+  protocol, Phoenix on top), its kernel client (``channels_client``) and the ``messenger``
+  (the course page's Exemple: that server plus a page on Phoenix's official client).
 - ``course.measure``: statistics, latency, the transports experiment of chapter 1.
 - ``course.ui``: what the notebook shows: widgets, the in-page browser client, frame
-  display, static files.  Widgets import no sockets and no frames.
+  display, the kernel's ``chat_widget``, static files (the vendored Phoenix client in
+  ``static/vendor/``).  ``widgets`` imports no sockets and no frames.
 - ``course.checks``: the notebooks' self-checks (one module per exercise notebook).
 
 The notebook toolchain (execute, exercises, navigation, lint) is not part of the
