@@ -477,3 +477,33 @@ def test_the_page_works_behind_a_path_prefix(chromium, loop, server, widgets):
     finally:
         page.close()
         loop.run(runner.cleanup())
+
+
+@pytest.mark.browser
+def test_the_page_reconnects_and_rejoins_after_a_server_restart(chromium, loop):
+    from playwright.sync_api import expect
+
+    async def stop(server):
+        server.close()
+        await server.wait_closed()
+
+    first = loop.run(start_messenger("127.0.0.1", 0, heartbeat_timeout=HEARTBEAT_TIMEOUT))
+    second = None
+    page = open_page(chromium, first.url, "ada")
+    try:
+        say(page, "before the restart")
+        expect(page.locator("#messages .delivered")).to_have_count(1, timeout=TIMEOUT_MS)
+        loop.run(stop(first))
+        expect(page.locator("#status")).to_have_text("disconnected; reconnecting…", timeout=TIMEOUT_MS)
+        second = loop.run(start_messenger("127.0.0.1", first.port, heartbeat_timeout=HEARTBEAT_TIMEOUT))
+        loop.call(second.post, "lobby", "after the restart", "script")
+        expect(page.locator("#status")).to_have_text("connected · #lobby as ada", timeout=TIMEOUT_MS)
+        expect(bodies(page)).to_have_text(["after the restart"], timeout=TIMEOUT_MS)  # the new history
+        expect(online(page)).to_have_text(["ada"], timeout=TIMEOUT_MS)
+        loop.until(lambda: second.rooms.room("lobby").names() == ["ada"], what="rejoined")
+    finally:
+        page.close()
+        if not first.closing:
+            loop.run(stop(first))
+        if second is not None:
+            loop.run(stop(second))
