@@ -35,17 +35,23 @@ what the client did                                   what the server sends (con
 subscribe to a channel other than ``RoomChannel``     ``reject_subscription`` for that identifier
 subscribe with a bad ``room`` or ``name``             ``reject_subscription`` for that identifier
 subscribe again with the same identifier              nothing (Rails ignores it too)
-not JSON, not an object, unknown ``command``,          ``{"type":"error","reason":"invalid command",
-``identifier``/``data`` not a JSON-object string       "detail":...}``
-unsubscribe/message on an identifier not subscribed   ``{"type":"error","reason":"not subscribed",...}``
-an ``action`` the channel does not have               ``{"type":"error","reason":"unknown action",...}``
-a ``speak`` without a proper ``body``                 ``{"type":"error","reason":"bad payload",...}``
+not JSON, not an object, unknown ``command``,          an error frame, reason ``invalid command``
+``identifier``/``data`` not a JSON-object string
+unsubscribe/message on an identifier not subscribed   an error frame, reason ``not subscribed``
+an ``action`` the channel does not have               an error message, reason ``unknown action``
+``speak`` without a proper ``body``, bad ``typing``    an error message, reason ``bad payload``
 ====================================================  ==========================================
 
-An error frame names the subscription it is about as ``"subscription"`` (never
-``"identifier"``: the official client would hand the frame to that subscription's
-``received``); its ``type`` is unknown to the client, which ignores it.  Frames above 64
-KiB are the I/O layer's business (close 1009).
+An **error message** goes to the subscription the command named, like any other:
+``{"identifier":...,"message":{"event":"error","reason":...,"detail":...}}`` (its
+``received`` sees it).  An **error frame** is for commands that name no subscription of
+this connection: ``{"type":"error","identifier":...,"reason":...,"detail":...}``, the
+identifier as sent, or ``""`` if there was none.  The official client ignores it: it
+looks for a subscription with that identifier and finds none.  The identifier must be
+there: a frame of an unknown ``type`` *without* one makes ``@rails/actioncable`` 8.1
+throw a ``TypeError`` in its message handler (``Subscriptions.notify`` maps over
+``[undefined]``); the tests check both.  ``reason`` is short and stable; ``detail`` is a
+sentence.  Frames above 64 KiB are the I/O layer's business (close 1009).
 
 Sans-I/O: strings in, :class:`Action` objects and strings out; no sockets, no asyncio.
 """
@@ -61,6 +67,7 @@ from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 __all__ = ["PROTOCOL", "UNSUPPORTED", "CHANNEL", "PING_INTERVAL", "COMMANDS", "BadCommand", "Command",
            "decode", "welcome", "ping", "confirm", "reject", "transmit", "disconnect", "error",
+           "error_message",
            "Action", "Send", "Subscribe", "Unsubscribe", "Speak", "Typing", "CableSession"]
 
 PROTOCOL = "actioncable-v1-json"         #: the one subprotocol spoken
@@ -75,7 +82,7 @@ class BadCommand(ValueError):
 
     Attributes:
         reason: short and stable (``"invalid command"``); ``str(error)`` is for people.
-        identifier: the identifier string, when the frame had one.
+        identifier: the identifier string, when the frame had a string there.
     """
 
     def __init__(self, detail: str, reason: str = "invalid command", identifier: str | None = None):
@@ -136,7 +143,7 @@ def decode(data: str | bytes) -> Command:
     if command not in COMMANDS:
         raise BadCommand(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
     identifier = frame.get("identifier")
-    params = _object(identifier, "identifier")
+    params = _object(identifier, "identifier", identifier if isinstance(identifier, str) else None)
     payload = _object(frame.get("data"), "data", identifier) if command == "message" else {}
     return Command(command, identifier, params, payload)
 
@@ -177,11 +184,14 @@ def disconnect(reason: str, reconnect: bool) -> str:
 
 
 def error(reason: str, detail: str, identifier: str | None = None) -> str:
-    """This course's error frame (see the module docstring; clients ignore its type)."""
-    frame: dict[str, Any] = {"type": "error", "reason": reason, "detail": detail}
-    if identifier is not None:
-        frame["subscription"] = identifier
-    return _dump(frame)
+    """This course's error frame, for a command that names no subscription (see the
+    module docstring): ``identifier`` as sent, ``""`` if there was none."""
+    return _dump({"type": "error", "identifier": identifier or "", "reason": reason, "detail": detail})
+
+
+def error_message(identifier: str, reason: str, detail: str) -> str:
+    """An error message on the subscription ``identifier`` (its ``received`` sees it)."""
+    return transmit(identifier, {"event": "error", "reason": reason, "detail": detail})
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,8 @@ class CableSession:
         try:
             command = decode(data)
         except BadCommand as problem:
+            if problem.identifier in self.subscribed:
+                return [Send(error_message(problem.identifier, problem.reason, str(problem)))]
             return [Send(error(problem.reason, str(problem), problem.identifier))]
         if command.command == "subscribe":
             return self._subscribe(command)
@@ -294,15 +306,16 @@ class CableSession:
             try:
                 body = _text(data, "body", MAX_TEXT_CHARS)
             except ValueError as problem:
-                return [Send(error("bad payload", f'speak needs {{"body": text}}: {problem}', identifier))]
+                return [Send(error_message(identifier, "bad payload",
+                                           f'speak needs {{"body": text}}: {problem}'))]
             return [Speak(identifier, room, body)]
         if action == "typing":
             typing = data.get("typing", True)
             if not isinstance(typing, bool):
-                return [Send(error("bad payload", '"typing" must be true or false', identifier))]
+                return [Send(error_message(identifier, "bad payload", '"typing" must be true or false'))]
             return [Typing(identifier, room, typing)]
-        return [Send(error("unknown action", f"{CHANNEL} has the actions speak and typing, "
-                           f"not {action!r}", identifier))]
+        return [Send(error_message(identifier, "unknown action",
+                                   f"{CHANNEL} has the actions speak and typing, not {action!r}"))]
 
     def close(self) -> list[Unsubscribe]:
         """The connection ended: leave every room it subscribed to."""
