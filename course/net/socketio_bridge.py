@@ -43,13 +43,17 @@ send or ping; python-socketio's defaults are 25 s and 20 s, here 10 s and 10 s).
 stalled Socket.IO reader costs memory for up to about 20 s of the room's traffic; the
 Phoenix and Action Cable endpoints drop theirs by the fanout's queue rule.
 
-**Stopping**: every Engine.IO socket is closed (``eio.disconnect()``) within
-``close_timeout`` seconds, then ``sio.shutdown()`` stops the background tasks.
+**Stopping**: every Engine.IO socket is told to close (``eio.disconnect()``: Socket.IO's
+``41`` and Engine.IO's ``1``), then each WebSocket is closed with 1001 within
+``close_timeout`` seconds (aborted after that), then ``sio.shutdown()`` stops the
+background tasks.  Without the second step aiohttp would wait for its shutdown timeout:
+Engine.IO's handler keeps reading until the client speaks or its heartbeat expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -57,6 +61,7 @@ from urllib.parse import urlsplit
 import socketio
 from aiohttp import web
 
+from course.net.fanout import GOING_AWAY, close_within
 from course.wire.channels import NEW_MSG, TYPING, room_of
 from course.wire.chat import MAX_FRAME_BYTES, MAX_NAME_CHARS, MAX_TEXT_CHARS
 from course.wire.phoenix import Event
@@ -66,10 +71,10 @@ if TYPE_CHECKING:  # the server imports this module to mount it: no import cycle
 
 __all__ = ["SocketIOBridge"]
 
-Ack = dict[str, Any]
+_Ack = dict[str, Any]
 
 
-def _refuse(reason: str, detail: str) -> Ack:
+def _refuse(reason: str, detail: str) -> _Ack:
     return {"ok": False, "reason": reason, "detail": detail}
 
 
@@ -114,6 +119,8 @@ class SocketIOBridge:
             max_http_buffer_size=MAX_FRAME_BYTES, logger=False, engineio_logger=False)
         self.joined: dict[str, str] = {}
         self._emits: set[asyncio.Task] = set()
+        self._websockets: weakref.WeakKeyDictionary[web.WebSocketResponse, Callable[[], None]] = \
+            weakref.WeakKeyDictionary()
         for event, handler in (("join", self._join), ("new_msg", self._new_msg),
                                ("typing", self._typing), ("leave", self._leave),
                                ("disconnect", self._disconnect)):
@@ -123,7 +130,12 @@ class SocketIOBridge:
     def mount(self, app: web.Application) -> None:
         """Attach the server at ``/socket.io/`` and close its sockets when the app stops."""
         self.sio.attach(app)
+        app.on_response_prepare.append(self._track)
         app.on_shutdown.append(self._stop)
+
+    async def _track(self, request: web.Request, response: web.StreamResponse) -> None:
+        if isinstance(response, web.WebSocketResponse) and request.path.startswith(self.path):
+            self._websockets[response] = request.transport.abort if request.transport else lambda: None
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
         if origin is None or self.allowed_origins == "*" or origin in self.allowed_origins:
@@ -136,7 +148,12 @@ class SocketIOBridge:
                 if self.sio.eio.sockets:  # engineio's disconnect() raises with no sockets
                     await self.sio.eio.disconnect()
         except (TimeoutError, ConnectionError, RuntimeError):
-            pass  # aiohttp's shutdown_timeout cancels what is left
+            pass
+        # Engine.IO has queued its close packet; its handler still waits for the client to
+        # speak (up to ping_interval + ping_timeout).  Close the WebSockets themselves.
+        await asyncio.gather(*(close_within(ws.close(code=GOING_AWAY, message=b"server stopping"),
+                                            self.close_timeout, abort)
+                               for ws, abort in list(self._websockets.items()) if not ws.closed))
         await self.sio.shutdown()
         for task in list(self._emits):
             task.cancel()
@@ -165,7 +182,7 @@ class SocketIOBridge:
     def _key(self, sid: str) -> tuple[str, str]:
         return ("socket.io", sid)
 
-    async def _join(self, sid: str, *args: Any) -> Ack:
+    async def _join(self, sid: str, *args: Any) -> _Ack:
         payload = args[0] if args else None
         try:
             name = _text(payload, "name", MAX_NAME_CHARS)
@@ -179,7 +196,7 @@ class SocketIOBridge:
         self.joined[sid] = room
         return {"ok": True, "room": room, "history": history}
 
-    async def _new_msg(self, sid: str, *args: Any) -> Ack:
+    async def _new_msg(self, sid: str, *args: Any) -> _Ack:
         room = self.joined.get(sid)
         if room is None:
             return _refuse("not joined", "send join before new_msg")
@@ -190,7 +207,7 @@ class SocketIOBridge:
         message = self.rooms.room(room).say(self._key(sid), body)
         return {"ok": True, "id": message["id"]}
 
-    async def _typing(self, sid: str, *args: Any) -> Ack:
+    async def _typing(self, sid: str, *args: Any) -> _Ack:
         room = self.joined.get(sid)
         if room is None:
             return _refuse("not joined", "send join before typing")
@@ -201,11 +218,11 @@ class SocketIOBridge:
         self.rooms.room(room).typing(self._key(sid), typing)
         return {"ok": True}
 
-    async def _leave(self, sid: str, *args: Any) -> Ack:
+    async def _leave(self, sid: str, *args: Any) -> _Ack:
         self._leave_room(sid)
         return {"ok": True}
 
-    async def _unknown(self, event: str, sid: str, *args: Any) -> Ack:
+    async def _unknown(self, event: str, sid: str, *args: Any) -> _Ack:
         return _refuse("unknown event", f"events are join, {NEW_MSG}, {TYPING} and leave, not {event!r}")
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
