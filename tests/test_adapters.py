@@ -16,6 +16,8 @@ import websockets
 
 from course.net.channels import ChannelServer, start_channels
 from course.net.channels_client import ChannelClient
+from course.net.fanout import stalled_reader
+from course.protocol import Opcode, encode_frame
 from course.wire import actioncable as cable
 from course.wire.actioncable import (BadCommand, CableSession, Send, Speak, Subscribe, Typing,
                                      Unsubscribe, decode)
@@ -286,6 +288,36 @@ def test_cable_bad_input_gets_errors_and_nobody_is_disturbed():
             assert server.rooms.room("lobby").names() == ["bob"]
             await bob.ws.close()
     run(scenario)
+
+
+def test_cable_member_that_stops_reading_is_dropped_and_the_room_goes_on():
+    async def scenario():
+        async with await start_channels(queue_size=4, grace=0.2) as server:
+            bob = await RawCable.connect(server)
+            await bob.subscribe(ident(name="bob"))
+            frozen = await stalled_reader("127.0.0.1", server.port, "/cable",
+                                          headers=[("Sec-WebSocket-Protocol", cable.PROTOCOL)])
+            try:
+                frozen.sendall(encode_frame(Opcode.TEXT, command("subscribe", ident(name="frozen")).encode(),
+                                            mask=b"\x01\x02\x03\x04"))
+                async with asyncio.timeout(3):
+                    while server.rooms.room("lobby").names() != ["bob", "frozen"]:
+                        await asyncio.sleep(0.01)
+                body, ids, sent = "x" * MAX_TEXT_CHARS, [], 0
+                async with asyncio.timeout(10):
+                    while "frozen" in server.rooms.room("lobby").names():
+                        for _ in range(50):
+                            sent = server.post("lobby", body)["id"]
+                        while not ids or ids[-1] < sent - 50:   # bob reads along, a burst behind
+                            ids.append((await bob.until(new_msg))["message"]["id"])
+                    assert len(server.fanout.dropped) == 1 and len(server.fanout) == 1
+                    while ids[-1] < sent:
+                        ids.append((await bob.until(new_msg))["message"]["id"])
+                assert ids == list(range(1, sent + 1))          # every message, in order
+            finally:
+                frozen.close()
+            await bob.ws.close()
+    run(scenario, timeout=15)
 
 
 # --- Socket.IO with python-socketio's client -----------------------------------------------------
