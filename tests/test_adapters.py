@@ -303,14 +303,16 @@ def test_cable_member_that_stops_reading_is_dropped_and_the_room_goes_on():
                 async with asyncio.timeout(3):
                     while server.rooms.room("lobby").names() != ["bob", "frozen"]:
                         await asyncio.sleep(0.01)
-                body, ids, sent = "x" * MAX_TEXT_CHARS, [], 0
+                body, ids, sent, peak = "x" * MAX_TEXT_CHARS, [], 0, 0
                 async with asyncio.timeout(10):
                     while "frozen" in server.rooms.room("lobby").names():
                         for _ in range(50):
                             sent = server.post("lobby", body)["id"]
+                        peak = max([peak, *(o.load().queued for o in server.fanout.clients.values())])
                         while not ids or ids[-1] < sent - 50:   # bob reads along, a burst behind
                             ids.append((await bob.until(new_msg))["message"]["id"])
                     assert len(server.fanout.dropped) == 1 and len(server.fanout) == 1
+                    assert peak >= 4     # frames waited in the fanout's queue, not in the socket
                     while ids[-1] < sent:
                         ids.append((await bob.until(new_msg))["message"]["id"])
                 assert ids == list(range(1, sent + 1))          # every message, in order
