@@ -407,6 +407,33 @@ def test_socketio_bad_payloads_get_an_error_ack_and_nobody_is_disturbed():
     run(scenario)
 
 
+def test_socketio_oversized_message_closes_only_that_socket_and_foreign_origins_are_refused():
+    async def scenario():
+        async with await start_channels() as server:
+            seen_b = []
+            big, bob = await sio_client(server), await sio_client(server, seen_b)
+            await big.call("join", {"room": "lobby", "name": "big"}, timeout=5)
+            await bob.call("join", {"room": "lobby", "name": "bob"}, timeout=5)
+            mark = len(seen_b)
+            # above max_http_buffer_size (64 KiB): Engine.IO closes that socket, no ack
+            with pytest.raises(socketio.exceptions.TimeoutError):
+                await big.call("new_msg", {"body": "x" * MAX_FRAME_BYTES}, timeout=2)
+            await wait_for(seen_b, lambda e: e == ("presence", {"names": ["bob"]}), since=mark)
+            assert (await bob.call("new_msg", {"body": "still here"}, timeout=5))["ok"]
+            assert not [e for e in seen_b if e[0] == "new_msg" and e[1]["body"] != "still here"]
+            evil = socketio.AsyncClient(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError, match="400"):
+                await evil.connect(f"http://127.0.0.1:{server.port}", wait_timeout=3,
+                                   headers={"Origin": "http://evil.example"})
+            same = socketio.AsyncClient(reconnection=False)
+            await same.connect(f"http://127.0.0.1:{server.port}", wait_timeout=3,
+                               headers={"Origin": f"http://127.0.0.1:{server.port}"})
+            await same.disconnect(), await bob.disconnect()
+            if big.connected:
+                await big.disconnect()
+    run(scenario)
+
+
 def test_close_is_bounded_with_clients_of_all_three_protocols():
     async def scenario():
         server = await start_channels()
