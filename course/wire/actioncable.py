@@ -29,18 +29,18 @@ a subscription carries an ``event``: ``new_msg`` (``id``, ``name``, ``body``), `
 **Errors.**  Rails has no error frame: it logs a bad command and sends nothing, and a
 subscription to a channel class it does not know gets no answer at all.  Here:
 
-====================================================  ==========================================
-what the client did                                   what the server sends (connection lives)
-====================================================  ==========================================
-subscribe to a channel other than ``RoomChannel``     ``reject_subscription`` for that identifier
-subscribe with a bad ``room`` or ``name``             ``reject_subscription`` for that identifier
-subscribe again with the same identifier              nothing (Rails ignores it too)
-not JSON, not an object, unknown ``command``,          an error frame, reason ``invalid command``
-``identifier``/``data`` not a JSON-object string
-unsubscribe/message on an identifier not subscribed   an error frame, reason ``not subscribed``
-an ``action`` the channel does not have               an error message, reason ``unknown action``
-``speak`` without a proper ``body``, bad ``typing``    an error message, reason ``bad payload``
-====================================================  ==========================================
+=====================================================  ==========================================
+what the client did                                    what the server sends (connection lives)
+=====================================================  ==========================================
+subscribe to a channel other than ``RoomChannel``      ``reject_subscription`` for that identifier
+subscribe with a bad ``room`` or ``name``              ``reject_subscription`` for that identifier
+subscribe again with the same identifier               nothing (Rails ignores it too)
+a frame that is not a command (see :func:`decode`)     error frame, reason ``invalid command``
+``data`` not a JSON-object string, on a subscription   error message, reason ``invalid command``
+unsubscribe/message on an identifier not subscribed    error frame, reason ``not subscribed``
+an ``action`` the channel does not have                error message, reason ``unknown action``
+``speak`` without a proper ``body``, bad ``typing``    error message, reason ``bad payload``
+=====================================================  ==========================================
 
 An **error message** goes to the subscription the command named, like any other:
 ``{"identifier":...,"message":{"event":"error","reason":...,"detail":...}}`` (its
