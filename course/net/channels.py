@@ -7,8 +7,9 @@ Run it from a shell::
 It prints ``serving on ws://HOST:PORT/socket/websocket`` and serves until SIGTERM or
 Ctrl-C; the same rooms are served to Action Cable clients at ``/cable``
 (:mod:`course.net.actioncable`) and to Socket.IO clients at ``/socket.io/``
-(:mod:`course.net.socketio_bridge`).  Phoenix's own JavaScript client joins it (``new Socket("ws://HOST:PORT/socket")``;
-the client appends ``/websocket?vsn=2.0.0``), and so does the kernel's
+(:mod:`course.net.socketio_bridge`).  Phoenix's own JavaScript client joins it
+(``new Socket("ws://HOST:PORT/socket")``; the client appends ``/websocket?vsn=2.0.0``),
+and so does the kernel's
 :class:`course.net.channels_client.ChannelClient`.  In a notebook::
 
     server = await start_channels("127.0.0.1", 0)
