@@ -100,6 +100,7 @@ benchmarks: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/rawserver_vs_websockets.py
 	$(BIN)/python benchmarks/push_latency.py
 	$(BIN)/python benchmarks/hub_stall.py
+	$(BIN)/python benchmarks/channels_fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(JS)/node_modules

@@ -7,13 +7,16 @@ in this list (``tests/test_layers.py`` checks it):
 - ``course.wire``: formats above the frames, sans-I/O: the message ``envelope`` every
   JSON server speaks, the ``chat`` messages, Server-Sent Events (``sse``), the RFC
   examples as data (``rfc``), Phoenix Channels' V2 frames (``phoenix``), Phoenix
-  Presence (``presence``) and the channel router of one connection (``channels``).
+  Presence (``presence``), the channel router of one connection (``channels``) and
+  Action Cable's frames and commands (``actioncable``).
 - ``course.demo``: seeded demo data (the news source, the feeds of chapter 3).
 - ``course.net``: asyncio: the ``lifecycle`` every server and relay shares, the raw
   server and client, the ``relay``, the ``websockets`` handlers, the ``fanout`` queues,
   the ``hub`` and the ``chat``, chapter 5's ``channels`` server (rooms shared by every
-  protocol, Phoenix on top), its kernel client (``channels_client``) and the ``messenger``
-  (the course page's Exemple: that server plus a page on Phoenix's official client).
+  protocol, Phoenix on top; Action Cable by ``actioncable`` and Socket.IO by
+  ``socketio_bridge``, mounted on it), its kernel client (``channels_client``) and the
+  ``messenger`` (the course page's Exemple: that server plus a page on Phoenix's official
+  client).
 - ``course.measure``: statistics, latency, the transports experiment of chapter 1.
 - ``course.ui``: what the notebook shows: widgets, the in-page browser client, frame
   display, the kernel's ``chat_widget``, static files (the vendored Phoenix client in

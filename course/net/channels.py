@@ -5,8 +5,11 @@ Run it from a shell::
     python -m course.net.channels --host 127.0.0.1 --port 0
 
 It prints ``serving on ws://HOST:PORT/socket/websocket`` and serves until SIGTERM or
-Ctrl-C.  Phoenix's own JavaScript client joins it (``new Socket("ws://HOST:PORT/socket")``;
-the client appends ``/websocket?vsn=2.0.0``), and so does the kernel's
+Ctrl-C; the same rooms are served to Action Cable clients at ``/cable``
+(:mod:`course.net.actioncable`) and to Socket.IO clients at ``/socket.io/``
+(:mod:`course.net.socketio_bridge`).  Phoenix's own JavaScript client joins it
+(``new Socket("ws://HOST:PORT/socket")``; the client appends ``/websocket?vsn=2.0.0``),
+and so does the kernel's
 :class:`course.net.channels_client.ChannelClient`.  In a notebook::
 
     server = await start_channels("127.0.0.1", 0)
@@ -67,8 +70,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from course.net.actioncable import ActionCable
 from course.net.fanout import Fanout
 from course.net.lifecycle import Service, run_until_signal
+from course.net.socketio_bridge import SocketIOBridge
 from course.protocol import CloseCode
 from course.wire import presence
 from course.wire.channels import (NEW_MSG, TYPING, ChannelSession, JoinRoom, LeaveRoom, Say, Send,
@@ -200,7 +205,9 @@ class Rooms:
 
 
 class ChannelServer(Service):
-    """Rooms over Phoenix Channels V2 JSON, at ``/socket/websocket``.
+    """Rooms over Phoenix Channels V2 JSON, at ``/socket/websocket``; the same rooms over
+    Action Cable at ``/cable`` (:mod:`course.net.actioncable`) and Socket.IO at
+    ``/socket.io/`` (:mod:`course.net.socketio_bridge`).
 
     Args:
         heartbeat_timeout: seconds of silence after which a connection is closed.
@@ -209,6 +216,8 @@ class ChannelServer(Service):
             ``Origin`` (Node, Python) are always accepted.
         queue_size, grace, max_bytes, close_timeout: the :class:`course.net.fanout.Fanout`
             bounds (the slow-client rule).
+        action_cable, socket_io: mount those adapters (default: both); their objects are
+            :attr:`cable` and :attr:`socketio` (``None`` when not mounted).
 
     Raises:
         ValueError: ``heartbeat_timeout`` not positive, or a bad fanout bound.
@@ -219,7 +228,8 @@ class ChannelServer(Service):
 
     def __init__(self, *, heartbeat_timeout: float = 60.0,
                  allowed_origins: str | set[str] | None = None, queue_size: int = 64,
-                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0):
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0,
+                 action_cable: bool = True, socket_io: bool = True):
         if not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout}")
         self.heartbeat_timeout = heartbeat_timeout
@@ -232,6 +242,13 @@ class ChannelServer(Service):
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_get("/socket/websocket", self._websocket)
+        self.cable = ActionCable(self.rooms, self.fanout, origin_allowed=self._origin_allowed) \
+            if action_cable else None
+        self.socketio = SocketIOBridge(self.rooms, allowed_origins=self.allowed_origins,
+                                       close_timeout=close_timeout) if socket_io else None
+        for adapter in (self.cable, self.socketio):
+            if adapter is not None:
+                adapter.mount(self.app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> "ChannelServer":
         """Listen on ``host:port`` (port 0: any free port) and return ``self``."""

@@ -530,7 +530,8 @@ class Fanout:
 
 
 async def stalled_reader(host: str, port: int, path: str = "/", *, rcvbuf: int = 4096,
-                         timeout: float = 5.0) -> socket.socket:
+                         timeout: float = 5.0,
+                         headers: list[tuple[str, str]] | None = None) -> socket.socket:
     """Open a real WebSocket connection that completes the handshake, then never reads.
 
     A frozen browser tab, as the server sees it: the TCP receive window is tiny
@@ -543,6 +544,7 @@ async def stalled_reader(host: str, port: int, path: str = "/", *, rcvbuf: int =
         path: the WebSocket endpoint (``"/ws"`` for the chat).
         rcvbuf: the receive buffer to ask the kernel for, in bytes.
         timeout: bound on connecting and on the handshake, in seconds.
+        headers: extra request headers, e.g. ``[("Sec-WebSocket-Protocol", "actioncable-v1-json")]``.
 
     Raises:
         ConnectionError: the server did not answer ``101 Switching Protocols``.
@@ -553,7 +555,7 @@ async def stalled_reader(host: str, port: int, path: str = "/", *, rcvbuf: int =
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
-    request = upgrade_request(f"{host}:{port}", RFC_KEY, path)
+    request = upgrade_request(f"{host}:{port}", RFC_KEY, path, headers)
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))
