@@ -134,10 +134,21 @@ def _make(Correlator: type, timeout: float) -> tuple[Any, _FakeServer]:
     return correlator, server
 
 
-async def _sent(server: _FakeServer, count: int) -> None:
+async def _sent(server: _FakeServer, count: int, tasks: list[asyncio.Future]) -> None:
+    """Wait until ``count`` frames were sent; a request that failed meanwhile raises here."""
     async with asyncio.timeout(1):
         while len(server.sent) < count:
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()
             await asyncio.sleep(0.001)
+
+
+async def _reap(tasks: list[asyncio.Future]) -> None:
+    """Cancel what is left and retrieve every result (no "exception never retrieved")."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def check_correlator(Correlator: type) -> bool:
@@ -147,7 +158,13 @@ async def check_correlator(Correlator: type) -> bool:
     async def one_request() -> None:
         c, server = _make(Correlator, 1.0)
         task = asyncio.ensure_future(c.request("room:lobby", "new_msg", {"body": "hi"}))
-        await _sent(server, 1)
+        try:
+            await _one_request(c, server, task)
+        finally:
+            await _reap([task])
+
+    async def _one_request(c: Any, server: _FakeServer, task: asyncio.Future) -> None:
+        await _sent(server, 1, [task])
         m = server.sent[0]
         expect((m.topic, m.event, m.payload) == ("room:lobby", "new_msg", {"body": "hi"}),
                f"the frame sent should be the push, got {encode(m)}")
@@ -160,30 +177,39 @@ async def check_correlator(Correlator: type) -> bool:
         c, server = _make(Correlator, 1.0)
         tasks = [asyncio.ensure_future(c.request("room:lobby", "new_msg", {"body": str(i)}))
                  for i in range(5)]
-        await _sent(server, 5)
-        refs = [m.ref for m in server.sent]
-        expect(len(set(refs)) == 5, f"five requests need five different refs, got {refs}")
-        for m in server.sent:
-            server.reply(m)
-        await asyncio.gather(*tasks)
+        try:
+            await _sent(server, 5, tasks)
+            refs = [m.ref for m in server.sent]
+            expect(len(set(refs)) == 5, f"five requests need five different refs, got {refs}")
+            for m in server.sent:
+                server.reply(m)
+            await asyncio.gather(*tasks)
+        finally:
+            await _reap(tasks)
 
     async def out_of_order() -> None:
         c, server = _make(Correlator, 1.0)
         tasks = [asyncio.ensure_future(c.request("room:lobby", "new_msg", {"body": str(i)}))
                  for i in range(3)]
-        await _sent(server, 3)
-        for m in reversed(server.sent):
-            server.reply(m, {"body": m.payload["body"]})
-        got = [(await t)["response"]["body"] for t in tasks]
-        expect_equal(got, ["0", "1", "2"], "each request's reply (sent in reverse order)")
+        try:
+            await _sent(server, 3, tasks)
+            for m in reversed(server.sent):
+                server.reply(m, {"body": m.payload["body"]})
+            got = [(await t)["response"]["body"] for t in tasks]
+            expect_equal(got, ["0", "1", "2"], "each request's reply (sent in reverse order)")
+        finally:
+            await _reap(tasks)
 
     async def error_reply() -> None:
         c, server = _make(Correlator, 1.0)
         task = asyncio.ensure_future(c.request("room:kitchen", "new_msg", {"body": "x"}))
-        await _sent(server, 1)
-        server.reply(server.sent[0], {"reason": "unmatched topic"}, status="error")
-        expect_equal(await task, {"status": "error", "response": {"reason": "unmatched topic"}},
-                     "request() returned")
+        try:
+            await _sent(server, 1, [task])
+            server.reply(server.sent[0], {"reason": "unmatched topic"}, status="error")
+            expect_equal(await task, {"status": "error", "response": {"reason": "unmatched topic"}},
+                         "request() returned")
+        finally:
+            await _reap([task])
 
     async def times_out() -> None:
         c, server = _make(Correlator, 0.2)
