@@ -169,3 +169,16 @@ def test_the_captured_exchange_says_what_the_lesson_says(captured):
     assert ("C->S", "2") not in {(d, t) for _, d, t in ws}  # since EIO v4 the server pings
     assert ("S->C", "2") in {(d, t) for _, d, t in ws} and ("C->S", "3") in {(d, t) for _, d, t in ws}
     assert captured.acks == {"chat": {"ok": True, "id": 1}, "whoami": "bob"}
+
+
+def test_transcript_masks_sids_and_keeps_one_heartbeat_per_link(captured):
+    from course.net.socketio_capture import transcript
+    lines = transcript(captured)
+    text = "\n".join(lines)
+    assert captured.sids and not any(sid in text for sid in captured.sids)
+    assert '"sid":"<sid>"' in text
+    for link in {u.link for u in captured.packets}:
+        beats = [line for line in lines if line.startswith(f"link {link} ") and line.endswith((" 2", " 3"))]
+        assert len(beats) <= 2, beats
+    assert "link 2 C->S http      GET /socket.io/?transport=polling&EIO=4 HTTP/1.1" in lines
+    assert "link 2 C->S websocket 2probe" in lines and "link 2 S->C websocket 3probe" in lines
