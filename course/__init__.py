@@ -7,12 +7,14 @@ in this list (``tests/test_layers.py`` checks it):
 - ``course.wire``: formats above the frames, sans-I/O: the message ``envelope`` every
   JSON server speaks, the ``chat`` messages, Server-Sent Events (``sse``), the RFC
   examples as data (``rfc``), Phoenix Channels' V2 frames (``phoenix``), Phoenix
-  Presence (``presence``) and the channel router of one connection (``channels``).
+  Presence (``presence``), the channel router of one connection (``channels``) and
+  Socket.IO's packets over Engine.IO (``socketio``).
 - ``course.demo``: seeded demo data (the news source, the feeds of chapter 3).
 - ``course.net``: asyncio: the ``lifecycle`` every server and relay shares, the raw
   server and client, the ``relay``, the ``websockets`` handlers, the ``fanout`` queues,
   the ``hub`` and the ``chat``, chapter 5's ``channels`` server (rooms shared by every
-  protocol, Phoenix on top) and its kernel client (``channels_client``).
+  protocol, Phoenix on top), its kernel client (``channels_client``) and a real
+  python-socketio exchange recorded through the relay (``socketio_capture``).
 - ``course.measure``: statistics, latency, the transports experiment of chapter 1.
 - ``course.ui``: what the notebook shows: widgets, the in-page browser client, frame
   display, static files.  Widgets import no sockets and no frames.
