@@ -182,3 +182,17 @@ def test_transcript_masks_sids_and_keeps_one_heartbeat_per_link(captured):
         assert len(beats) <= 2, beats
     assert "link 2 C->S http      GET /socket.io/?transport=polling&EIO=4 HTTP/1.1" in lines
     assert "link 2 C->S websocket 2probe" in lines and "link 2 S->C websocket 3probe" in lines
+
+
+def test_behind_a_proxy_that_blocks_websockets_the_client_stays_on_polling():
+    from course.net.socketio_capture import capture_blocked
+    blocked = asyncio.run(capture_blocked())
+    assert blocked.refused == 1 and blocked.transport == "polling"
+    assert blocked.ack == {"ok": True, "id": 1}
+    assert all("transport=polling" in line for line in blocked.requests)
+    assert {line.split()[0] for line in blocked.requests} == {"GET", "POST"}
+    packets = [(u.direction, p) for u in blocked.bodies if u.text != "OK"
+               for p in decode_payload(u.text)]
+    inner = [(d, decode(p.data)) for d, p in packets if p.type == EngineType.MESSAGE]
+    assert ("C->S", event("chat", {"body": "hi"}, namespace="/chat", id=1)) in inner
+    assert ("S->C", ack(1, {"ok": True, "id": 1}, namespace="/chat")) in inner

@@ -30,7 +30,8 @@ from aiohttp import web
 from course.net.relay import Link, Relay, start_relay
 from course.protocol import apply_mask, parse_frame_header
 
-__all__ = ["Captured", "Capture", "packets_of", "capture_socketio", "transcript", "mask_ids"]
+__all__ = ["Captured", "Capture", "packets_of", "capture_socketio", "transcript", "mask_ids",
+           "NoWebSocketProxy", "Blocked", "capture_blocked"]
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,8 @@ def packets_of(link: Link) -> list[Captured]:
     return out
 
 
-async def capture_socketio(*, ping_interval: float = 1.0, timeout: float = 10.0) -> Capture:
-    """Run the exchange described in the module docstring and return what was on the wire.
-
-    Everything it starts is stopped before it returns (bounded by ``timeout`` seconds).
-
-    Raises:
-        TimeoutError: the exchange did not finish in time.
-    """
+def _server(ping_interval: float) -> tuple[socketio.AsyncServer, web.Application, list[str]]:
+    """python-socketio on an aiohttp app: room ``lobby`` on ``/chat``, event ``chat`` acked."""
     sio = socketio.AsyncServer(async_mode="aiohttp", ping_interval=ping_interval, ping_timeout=5,
                                logger=False, engineio_logger=False)
     app = web.Application()
@@ -168,6 +163,18 @@ async def capture_socketio(*, ping_interval: float = 1.0, timeout: float = 10.0)
                        skip_sid=sid, namespace="/chat")
         return {"ok": True, "id": 1}
 
+    return sio, app, sids
+
+
+async def capture_socketio(*, ping_interval: float = 1.0, timeout: float = 10.0) -> Capture:
+    """Run the exchange described in the module docstring and return what was on the wire.
+
+    Everything it starts is stopped before it returns (bounded by ``timeout`` seconds).
+
+    Raises:
+        TimeoutError: the exchange did not finish in time.
+    """
+    sio, app, sids = _server(ping_interval)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -231,3 +238,135 @@ def transcript(capture: Capture) -> list[str]:
         text = mask_ids(p.text, capture.sids).replace("\x1e", "␞")
         lines.append(f"link {p.link} {p.direction} {p.transport:<9} {text}")
     return lines
+
+
+class NoWebSocketProxy:
+    """An HTTP proxy that refuses every WebSocket upgrade with 403, as some corporate proxies
+    do, and forwards every other request (HTTP/1.1, ``Content-Length`` bodies) to a target.
+
+    Attributes:
+        port: where clients connect.
+        refused: how many upgrade requests it refused.
+        forwarded: the request lines it forwarded.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.refused = 0
+        self.forwarded: list[str] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.port = 0
+
+    async def start(self) -> "NoWebSocketProxy":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._tasks.add(asyncio.current_task())
+        upstream = None
+        try:
+            up_reader, upstream = await asyncio.open_connection(*self.target)
+            back = asyncio.ensure_future(self._copy(up_reader, writer))
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    text = head.decode("latin-1").lower()
+                    if "upgrade: websocket" in text:
+                        self.refused += 1
+                        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n")
+                        await writer.drain()
+                        break
+                    length = re.search(r"(?m)^content-length:\s*(\d+)", text)
+                    body = await reader.readexactly(int(length.group(1))) if length else b""
+                    self.forwarded.append(_first_line(head.decode("latin-1")))
+                    upstream.write(head + body)
+                    await upstream.drain()
+            finally:
+                back.cancel()
+                await asyncio.gather(back, return_exceptions=True)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            for w in (upstream, writer):
+                if w is not None:
+                    w.close()
+            self._tasks.discard(asyncio.current_task())
+
+    @staticmethod
+    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+    async def stop(self) -> None:
+        """Stop listening and cut the connections (bounded)."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+
+
+@dataclass
+class Blocked:
+    """What :func:`capture_blocked` saw.
+
+    Attributes:
+        transport: the client's transport at the end (``"polling"`` when the upgrade failed).
+        refused: WebSocket upgrades the proxy refused.
+        requests: the HTTP request lines that reached the server (sid and ``t`` removed).
+        bodies: every polling body both ways, in order per connection (client side first).
+        ack: what the ``chat`` event's acknowledgement returned.
+        sids: the sids, to mask them.
+    """
+
+    transport: str
+    refused: int
+    requests: list[str]
+    bodies: list[Captured]
+    ack: object
+    sids: list[str]
+
+
+async def capture_blocked(*, timeout: float = 10.0) -> Blocked:
+    """A default python-socketio client behind a proxy that refuses WebSocket upgrades.
+
+    client → :class:`NoWebSocketProxy` → :class:`course.net.relay.Relay` → python-socketio.
+    The client connects to ``/chat`` with long-polling, tries the upgrade (refused), stays on
+    polling, emits ``chat`` with an ack and gets it.  Everything is stopped before returning.
+    """
+    sio, app, sids = _server(1)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    relay = await start_relay("127.0.0.1", runner.addresses[0][1])
+    proxy = await NoWebSocketProxy("127.0.0.1", relay.port).start()
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        async with asyncio.timeout(timeout):
+            await client.connect(f"http://127.0.0.1:{proxy.port}", namespaces=["/chat"], wait_timeout=5)
+            while proxy.refused == 0:
+                await asyncio.sleep(0.01)
+            ack = await client.call("chat", {"body": "hi"}, namespace="/chat", timeout=5)
+            transport = client.transport()
+            await asyncio.sleep(0.05)
+            units = [p for link in relay.links for p in packets_of(link)]
+    finally:
+        try:  # abort: over polling, waiting for the pending long-poll GET takes a ping interval
+            async with asyncio.timeout(2):
+                await client.eio.disconnect(abort=True)
+        except (TimeoutError, Exception):  # noqa: BLE001 - cleanup must not hide the result
+            pass
+        await proxy.stop()
+        relay.close()
+        await relay.wait_closed()
+        await runner.cleanup()
+    return Blocked(transport, proxy.refused, [u.text for u in units if u.http and u.direction == "C->S"],
+                   [u for u in units if u.transport == "polling"], ack, sids)
