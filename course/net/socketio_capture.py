@@ -343,7 +343,7 @@ async def capture_blocked(*, timeout: float = 10.0) -> Blocked:
     polling, emits ``chat`` with an ack and gets it.  Everything is stopped before returning.
     """
     sio, app, sids = _server(1)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)  # a long-poll GET is pending
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     relay = await start_relay("127.0.0.1", runner.addresses[0][1])
