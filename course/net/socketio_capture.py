@@ -100,7 +100,8 @@ def _http_messages(data: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
                 if size == 0:
                     break
         messages.append((head, body))
-        if " 101 " in head.split("\r\n")[0] + " " or "upgrade: websocket" in lower:
+        status = head.split("\r\n")[0].split(" ")[1:2]
+        if status == ["101"] or "upgrade: websocket" in lower:  # a 101, or the request for one
             return messages, data[pos:]
     return messages, b""
 
@@ -214,7 +215,7 @@ async def capture_socketio(*, ping_interval: float = 1.0, timeout: float = 10.0)
                 pass
         relay.close()
         await relay.wait_closed()
-        await sio.shutdown() if hasattr(sio, "shutdown") else None
+        await sio.shutdown()
         await runner.cleanup()
     return Capture(captured, acks, received, sids)
 
