@@ -89,7 +89,8 @@ def _plural(n: int, word: str) -> str:
 
 
 async def _close(thing: Any) -> None:
-    result = thing.close()
+    # python-socketio's clients have disconnect() where the others have close()
+    result = thing.close() if hasattr(thing, "close") else thing.disconnect()
     if inspect.isawaitable(result):
         await result
     if hasattr(thing, "wait_closed"):
@@ -102,7 +103,7 @@ async def shutdown(*, tasks: Iterable[asyncio.Future | None] = (),
     """Stop everything a notebook started, within ``timeout`` seconds.
 
     Cancels ``tasks``, then closes ``clients`` (``websockets`` connections, browser
-    clients...), then closes ``servers`` (:class:`Service`, ``websockets`` or asyncio
+    clients, python-socketio clients (``disconnect()``)...), then closes ``servers`` (:class:`Service`, ``websockets`` or asyncio
     servers) and waits for them.  ``None`` entries are skipped, so a cell can pass
     ``globals().get("name")`` and run before or after the cells that start things.
 
