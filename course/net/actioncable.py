@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from course.net.fanout import GOING_AWAY, Fanout
+from course.net.fanout import GOING_AWAY, Fanout, join_aiohttp
 from course.wire import actioncable as cable
 from course.wire.chat import MAX_FRAME_BYTES
 from course.wire.phoenix import Event
@@ -109,17 +109,9 @@ class ActionCable:
             return web.Response(status=400, text=f"this endpoint speaks the subprotocol {cable.PROTOCOL}: "
                                                  "offer it in Sec-WebSocket-Protocol\n")
         ws = web.WebSocketResponse(protocols=(cable.PROTOCOL,), max_msg_size=MAX_FRAME_BYTES)
-        try:
-            await ws.prepare(request)
-        except ConnectionError:
+        if not await join_aiohttp(self.fanout, request, ws, prefix="cable ",
+                                  close=lambda code, reason: self._close(ws, code, reason)):
             return ws
-        transport = request.transport
-        if transport is None:
-            return ws
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.fanout.join(ws, f"cable {peer[0]}:{peer[1]}", send=ws.send_str,
-                         close=lambda code, reason: self._close(ws, code, reason),
-                         abort=transport.abort, buffered=transport.get_write_buffer_size)
         self.connections.add(ws)
         self.fanout.send(ws, cable.welcome())
         session = cable.CableSession()

@@ -63,16 +63,16 @@ import itertools
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from course.net.actioncable import ActionCable
-from course.net.fanout import Fanout
-from course.net.lifecycle import Service, run_until_signal
+from course.net.fanout import Fanout, join_aiohttp
+from course.wire.origin import origin_allowed
+from course.net.lifecycle import AppService, run_until_signal
 from course.net.socketio_bridge import SocketIOBridge
 from course.protocol import CloseCode
 from course.wire import presence
@@ -81,7 +81,8 @@ from course.wire.channels import (NEW_MSG, TYPING, ChannelSession, JoinRoom, Lea
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES
 from course.wire.phoenix import VSN, BadFrame, Event, Message, encode, ok, push
 
-__all__ = ["Deliver", "Member", "Room", "Rooms", "ChannelServer", "start_channels", "main"]
+__all__ = ["Deliver", "Member", "Room", "Rooms", "ChannelServer", "start_channels", "command_line",
+           "serve_command", "main"]
 
 Deliver = Callable[[str, dict[str, Any]], None]  #: ``deliver(event, payload)``, never blocks
 
@@ -204,7 +205,7 @@ class Rooms:
         return f"p{next(self._refs)}"
 
 
-class ChannelServer(Service):
+class ChannelServer(AppService):
     """Rooms over Phoenix Channels V2 JSON, at ``/socket/websocket``; the same rooms over
     Action Cable at ``/cable`` (:mod:`course.net.actioncable`) and Socket.IO at
     ``/socket.io/`` (:mod:`course.net.socketio_bridge`).
@@ -250,17 +251,9 @@ class ChannelServer(Service):
             if adapter is not None:
                 adapter.mount(self.app)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> "ChannelServer":
-        """Listen on ``host:port`` (port 0: any free port) and return ``self``."""
-        if self._runner is not None:
-            raise RuntimeError("this ChannelServer is already started")
-        runner = web.AppRunner(self.app, access_log=None,
-                               shutdown_timeout=self.fanout.close_timeout or 60.0)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runner = runner
-        self.host, self.port = runner.addresses[0][:2]
-        return self
+    @property
+    def shutdown_timeout(self) -> float:  # aiohttp's wait for handlers still running
+        return self.fanout.close_timeout or 60.0
 
     async def _stop(self) -> None:
         if self._runner is None:
@@ -274,10 +267,7 @@ class ChannelServer(Service):
         return self.rooms.room(room).say(None, body, name)
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None or self.allowed_origins == "*" or origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc == request.host
+        return origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if not self._origin_allowed(request):
@@ -285,17 +275,8 @@ class ChannelServer(Service):
         if request.query.get("vsn", VSN) != VSN:
             return web.Response(status=400, text=f"unsupported vsn; this server speaks {VSN}\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
-        try:
-            await ws.prepare(request)
-        except ConnectionError:
+        if not await join_aiohttp(self.fanout, request, ws):
             return ws
-        transport = request.transport
-        if transport is None:
-            return ws
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.fanout.join(ws, f"{peer[0]}:{peer[1]}", send=ws.send_str,
-                         close=lambda code, reason: ws.close(code=code, message=reason.encode()),
-                         abort=transport.abort, buffered=transport.get_write_buffer_size)
         session = ChannelSession()
         try:
             while True:
@@ -361,22 +342,31 @@ async def start_channels(host: str = "127.0.0.1", port: int = 0, **options: Any)
     return await ChannelServer(**options).start(host, port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m course.net.channels --host H --port P``."""
-    parser = argparse.ArgumentParser(prog="python -m course.net.channels",
-                                     description=__doc__.split("\n")[0])
+def command_line(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options of every channel server's command line: ``--host``, ``--port``,
+    ``--heartbeat-timeout`` (the messenger adds its own)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=4000, help="TCP port, 0 for any free one (default 4000)")
     parser.add_argument("--heartbeat-timeout", type=float, default=60.0,
                         help="seconds of silence before a connection is closed (default 60)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def serve_command(start: Callable[[], Awaitable[Any]], args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; exit status 1, with the reason, if it cannot start."""
     try:
-        return run_until_signal(lambda: start_channels(args.host, args.port,
-                                                       heartbeat_timeout=args.heartbeat_timeout),
-                                "serving on {url}")
+        return run_until_signal(start, "serving on {url}")
     except (OSError, ValueError) as problem:
         print(f"cannot serve on {args.host}:{args.port}: {problem}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m course.net.channels --host H --port P``."""
+    args = command_line("python -m course.net.channels", __doc__.split("\n")[0]).parse_args(argv)
+    return serve_command(lambda: start_channels(args.host, args.port,
+                                                heartbeat_timeout=args.heartbeat_timeout), args)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ import sys
 from collections import deque
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from course.net.fanout import Fanout
-from course.net.lifecycle import Service, run_until_signal
+from course.net.fanout import Fanout, join_aiohttp
+from course.wire.origin import origin_allowed
+from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES, parse_client_message
 from course.wire.envelope import BadMessage, ErrorCode
@@ -50,7 +50,7 @@ def _page() -> bytes:
     return resources.files("course.ui").joinpath("static/chat.html").read_bytes()
 
 
-class ChatServer(Service):
+class ChatServer(AppService):
     """The chat room: an aiohttp app serving ``/`` (the page) and ``/ws`` (the WebSocket).
 
     Each page gets a bounded send queue and a writer task (:attr:`room`, a
@@ -100,17 +100,9 @@ class ChatServer(Service):
         """``ws://HOST:PORT/ws``: the WebSocket endpoint."""
         return f"ws://{self.host}:{self.port}/ws"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> "ChatServer":
-        """Listen on ``host:port`` (port 0: any free port) and return ``self``."""
-        if self._runner is not None:
-            raise RuntimeError("this ChatServer is already started")
-        runner = web.AppRunner(self.app, access_log=None,
-                               shutdown_timeout=self.room.close_timeout or 60.0)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runner = runner
-        self.host, self.port = runner.addresses[0][:2]
-        return self
+    @property
+    def shutdown_timeout(self) -> float:  # aiohttp's wait for handlers still running
+        return self.room.close_timeout or 60.0
 
     async def _stop(self) -> None:
         """Close every client (code 1001, going away) and stop listening.
@@ -141,10 +133,7 @@ class ChatServer(Service):
         return payload
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None or self.allowed_origins == "*" or origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc == request.host
+        return origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins)
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(body=_page(), content_type="text/html", charset="utf-8",
@@ -154,18 +143,8 @@ class ChatServer(Service):
         if not self._origin_allowed(request):
             return web.Response(status=403, text="origin not allowed\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30)
-        try:
-            await ws.prepare(request)
-        except ConnectionError:  # the client left during the handshake
+        if not await join_aiohttp(self.room, request, ws):
             return ws
-        transport = request.transport
-        if transport is None:  # gone already
-            return ws
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.room.join(
-            ws, f"{peer[0]}:{peer[1]}", send=ws.send_str,
-            close=lambda code, reason: ws.close(code=code, message=reason.encode()),
-            abort=transport.abort, buffered=transport.get_write_buffer_size)
         self.room.send(ws, json.dumps({"type": "welcome", "history": list(self.history)}))
         try:
             async for msg in ws:

@@ -52,7 +52,7 @@ from course.wire.rfc import RFC_KEY
 
 __all__ = [
     "Verdict", "Event", "SlowRule", "Load", "Backlog", "observe", "judge", "close_within",
-    "Outbox", "Fanout", "stalled_reader", "SLOW_CLOSE_CODE", "GOING_AWAY",
+    "Outbox", "Fanout", "join_aiohttp", "stalled_reader", "SLOW_CLOSE_CODE", "GOING_AWAY",
 ]
 
 SLOW_CLOSE_CODE = 1008   #: policy violation: the code a too-slow client is closed with
@@ -527,6 +527,38 @@ class Fanout:
 
 
 # --------------------------------------------------------------------------- a stalled peer
+
+
+async def join_aiohttp(fanout: Fanout, request: Any, ws: Any, *, prefix: str = "",
+                       close: Callable[[int, str], Awaitable[Any]] | None = None) -> bool:
+    """Finish an aiohttp WebSocket handshake and give the connection an outbox in ``fanout``.
+
+    The outbox is named after the peer (``prefix`` + ``HOST:PORT``), sends with
+    ``ws.send_str``, closes with ``close`` (default: ``ws.close(code, reason)``), and is
+    judged by its transport's write buffer too.
+
+    Args:
+        fanout: where the connection's outbox goes (its key is ``ws``).
+        request: the ``aiohttp.web.Request`` of the handshake.
+        ws: the ``aiohttp.web.WebSocketResponse`` to prepare.
+        prefix: put before the peer's address in the outbox's name.
+        close: how to close the connection with a code and a reason.
+
+    Returns:
+        ``False`` if the client left during the handshake (nothing joined), else ``True``.
+    """
+    try:
+        await ws.prepare(request)
+    except ConnectionError:
+        return False
+    transport = request.transport
+    if transport is None:  # gone already
+        return False
+    peer = transport.get_extra_info("peername") or ("?", 0)
+    fanout.join(ws, f"{prefix}{peer[0]}:{peer[1]}", send=ws.send_str,
+                close=close or (lambda code, reason: ws.close(code=code, message=reason.encode())),
+                abort=transport.abort, buffered=transport.get_write_buffer_size)
+    return True
 
 
 async def stalled_reader(host: str, port: int, path: str = "/", *, rcvbuf: int = 4096,

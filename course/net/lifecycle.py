@@ -24,7 +24,9 @@ import signal
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
-__all__ = ["Service", "url_of", "shutdown", "run_until_signal"]
+from aiohttp import web
+
+__all__ = ["Service", "AppService", "url_of", "shutdown", "run_until_signal"]
 
 
 class Service:
@@ -72,6 +74,35 @@ class Service:
     async def __aexit__(self, *exc_info: Any) -> None:
         self.close()
         await self.wait_closed()
+
+
+class AppService(Service):
+    """A :class:`Service` that serves an aiohttp application (the chat, the channel server).
+
+    A subclass builds :attr:`app` and implements :meth:`_stop`, which closes its clients
+    and then calls ``await self._runner.cleanup()``; :attr:`shutdown_timeout` bounds how
+    long aiohttp waits for handlers still running at that point.
+    """
+
+    app: web.Application
+    shutdown_timeout: float = 60.0
+    _runner: web.AppRunner | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Any:
+        """Listen on ``host:port`` (port 0: any free port) and return ``self``.
+
+        Raises:
+            RuntimeError: already started.
+            OSError: the address is in use or cannot be bound.
+        """
+        if self._runner is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already started")
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runner = runner
+        self.host, self.port = runner.addresses[0][:2]
+        return self
 
 
 def url_of(server: Any, scheme: str = "ws") -> str:

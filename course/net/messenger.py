@@ -36,15 +36,13 @@ unchanged.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from course.net.channels import ChannelServer
-from course.net.lifecycle import run_until_signal
+from course.net.channels import ChannelServer, command_line, serve_command
 from course.wire.channels import room_of
 from course.wire.chat import HISTORY_SIZE
 
@@ -131,23 +129,13 @@ async def start_messenger(host: str = "127.0.0.1", port: int = 0, **options: Any
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m course.net.messenger --host H --port P``."""
-    parser = argparse.ArgumentParser(prog="python -m course.net.messenger",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4000, help="TCP port, 0 for any free one (default 4000)")
-    parser.add_argument("--heartbeat-timeout", type=float, default=60.0,
-                        help="seconds of silence before a connection is closed (default 60)")
+    parser = command_line("python -m course.net.messenger", __doc__.split("\n")[0])
     parser.add_argument("--rooms", default=",".join(DEFAULT_ROOMS),
                         help=f"comma-separated rooms the page lists (default {','.join(DEFAULT_ROOMS)})")
     args = parser.parse_args(argv)
     rooms = [r.strip() for r in args.rooms.split(",") if r.strip()]
-    try:
-        return run_until_signal(lambda: start_messenger(args.host, args.port, rooms=rooms,
-                                                        heartbeat_timeout=args.heartbeat_timeout),
-                                "serving on {url}")
-    except (OSError, ValueError) as problem:
-        print(f"cannot serve on {args.host}:{args.port}: {problem}", file=sys.stderr)
-        return 1
+    return serve_command(lambda: start_messenger(args.host, args.port, rooms=rooms,
+                                                 heartbeat_timeout=args.heartbeat_timeout), args)
 
 
 if __name__ == "__main__":

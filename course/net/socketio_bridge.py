@@ -56,14 +56,14 @@ import asyncio
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
 
 from course.net.fanout import GOING_AWAY, close_within
 from course.wire.channels import NEW_MSG, TYPING, room_of
-from course.wire.chat import MAX_FRAME_BYTES, MAX_NAME_CHARS, MAX_TEXT_CHARS
+from course.wire.chat import MAX_FRAME_BYTES, MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
+from course.wire.origin import origin_allowed
 from course.wire.phoenix import Event
 
 if TYPE_CHECKING:  # the server imports this module to mount it: no import cycle at run time
@@ -78,16 +78,6 @@ def _refuse(reason: str, detail: str) -> _Ack:
     return {"ok": False, "reason": reason, "detail": detail}
 
 
-def _text(payload: Any, name: str, limit: int) -> str:
-    if not isinstance(payload, dict):
-        raise ValueError(f"the payload must be an object, got {type(payload).__name__}")
-    value = payload.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'"{name}" must be a non-empty string')
-    value = value.strip()
-    if len(value) > limit:
-        raise ValueError(f'"{name}" too long: {len(value)} characters, at most {limit}')
-    return value
 
 
 class SocketIOBridge:
@@ -138,9 +128,7 @@ class SocketIOBridge:
             self._websockets[response] = request.transport.abort if request.transport else lambda: None
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        if origin is None or self.allowed_origins == "*" or origin in self.allowed_origins:
-            return True
-        return urlsplit(origin).netloc == environ.get("HTTP_HOST")
+        return origin_allowed(origin, environ.get("HTTP_HOST"), self.allowed_origins)
 
     async def _stop(self, app: web.Application) -> None:
         try:
@@ -185,7 +173,7 @@ class SocketIOBridge:
     async def _join(self, sid: str, *args: Any) -> _Ack:
         payload = args[0] if args else None
         try:
-            name = _text(payload, "name", MAX_NAME_CHARS)
+            name = text_field(payload, "name", MAX_NAME_CHARS)
             room = payload.get("room")
             if not isinstance(room, str) or room_of(f"room:{room}") is None:
                 raise ValueError('"room" must be 1 to 32 letters, digits, _ or -')
@@ -201,7 +189,7 @@ class SocketIOBridge:
         if room is None:
             return _refuse("not joined", "send join before new_msg")
         try:
-            body = _text(args[0] if args else None, "body", MAX_TEXT_CHARS)
+            body = text_field(args[0] if args else None, "body", MAX_TEXT_CHARS)
         except ValueError as problem:
             return _refuse("bad payload", f'new_msg needs {{"body": text}}: {problem}')
         message = self.rooms.room(room).say(self._key(sid), body)

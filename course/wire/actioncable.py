@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from course.wire.channels import room_of
-from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS
+from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
 
 __all__ = ["PROTOCOL", "UNSUPPORTED", "CHANNEL", "PING_INTERVAL", "COMMANDS", "BadCommand", "Command",
            "decode", "welcome", "ping", "confirm", "reject", "transmit", "disconnect", "error",
@@ -241,14 +241,6 @@ class Typing(Action):
     typing: bool
 
 
-def _text(payload: dict[str, Any], name: str, limit: int) -> str:
-    value = payload.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'"{name}" must be a non-empty string')
-    value = value.strip()
-    if len(value) > limit:
-        raise ValueError(f'"{name}" too long: {len(value)} characters, at most {limit}')
-    return value
 
 
 class CableSession:
@@ -293,7 +285,7 @@ class CableSession:
                 or room_of(f"room:{room}") is None):
             return [Send(reject(identifier))]
         try:
-            name = _text(params, "name", MAX_NAME_CHARS)
+            name = text_field(params, "name", MAX_NAME_CHARS)
         except ValueError:
             return [Send(reject(identifier))]
         self.subscribed[identifier] = room
@@ -304,7 +296,7 @@ class CableSession:
         action = data.get("action")
         if action == "speak":
             try:
-                body = _text(data, "body", MAX_TEXT_CHARS)
+                body = text_field(data, "body", MAX_TEXT_CHARS)
             except ValueError as problem:
                 return [Send(error_message(identifier, "bad payload",
                                            f'speak needs {{"body": text}}: {problem}'))]

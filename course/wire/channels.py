@@ -43,9 +43,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS
+from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
 from course.wire.phoenix import PHOENIX_TOPIC, BadFrame, Event, Message, decode, error, ok, push
 
 __all__ = ["ROOM_TOPIC", "NEW_MSG", "TYPING", "Action", "Send", "JoinRoom", "LeaveRoom", "Say",
@@ -131,16 +130,6 @@ def malformed(data: str | bytes, problem: BadFrame) -> Message:
     return push(PHOENIX_TOPIC, Event.ERROR, {"reason": "malformed frame", "detail": detail})
 
 
-def _text(payload: dict[str, Any], field: str, limit: int) -> str:
-    value = payload.get(field)
-    if not isinstance(value, str):
-        raise ValueError(f'"{field}" must be a string')
-    value = value.strip()
-    if not value:
-        raise ValueError(f'"{field}" is empty')
-    if len(value) > limit:
-        raise ValueError(f'"{field}" too long: {len(value)} characters, at most {limit}')
-    return value
 
 
 class ChannelSession:
@@ -188,7 +177,7 @@ class ChannelSession:
             return [LeaveRoom(message.topic, room), Send(ok(message))]
         if message.event == NEW_MSG:
             try:
-                body = _text(message.payload, "body", MAX_TEXT_CHARS)
+                body = text_field(message.payload, "body", MAX_TEXT_CHARS)
             except ValueError as problem:
                 return [Send(error(message, "bad payload", f'new_msg needs {{"body": text}}: {problem}'))]
             return [Say(message.topic, room, body, message)]
@@ -206,7 +195,7 @@ class ChannelSession:
             return [Send(error(message, "unmatched topic", f"no channel serves {message.topic!r}; "
                                "topics are room:<name>"))]
         try:
-            name = _text(message.payload, "name", MAX_NAME_CHARS)
+            name = text_field(message.payload, "name", MAX_NAME_CHARS)
         except ValueError as problem:
             return [Send(error(message, "bad payload", f'phx_join needs {{"name": nickname}}: {problem}'))]
         actions: list[Action] = []

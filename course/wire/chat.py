@@ -12,7 +12,7 @@ from __future__ import annotations
 from course.wire.envelope import BadMessage, ErrorCode, Kind, decode
 
 __all__ = ["MAX_TEXT_CHARS", "MAX_NAME_CHARS", "MAX_FRAME_BYTES", "HISTORY_SIZE",
-           "parse_client_message"]
+           "parse_client_message", "text_field"]
 
 MAX_TEXT_CHARS = 500          #: longest accepted message text
 MAX_NAME_CHARS = 32           #: longest accepted name
@@ -56,3 +56,31 @@ def parse_client_message(data: str) -> dict[str, str]:
         raise BadMessage(ErrorCode.TOO_LONG,
                          f"name too long: {len(name)} characters, at most {MAX_NAME_CHARS}")
     return {"name": name, "text": text}
+
+
+def text_field(payload: object, field: str, limit: int) -> str:
+    """One text field of a chat payload (a body, a nickname), stripped and bounded.
+
+    Shared by every protocol of chapter 5 (Phoenix, Action Cable, Socket.IO), so that a
+    message is refused for the same reasons whichever wire it came on.
+
+    Args:
+        payload: the decoded payload (must be a JSON object).
+        field: the field's name, e.g. ``"body"`` or ``"name"``.
+        limit: the most characters accepted after stripping.
+
+    Raises:
+        ValueError: the payload is not an object, or the field is not a string, is empty
+            once stripped, or is longer than ``limit``.
+    """
+    if not isinstance(payload, dict):
+        raise ValueError(f"the payload must be an object, got {type(payload).__name__}")
+    value = payload.get(field)
+    if not isinstance(value, str):
+        raise ValueError(f'"{field}" must be a string')
+    value = value.strip()
+    if not value:
+        raise ValueError(f'"{field}" is empty')
+    if len(value) > limit:
+        raise ValueError(f'"{field}" too long: {len(value)} characters, at most {limit}')
+    return value
