@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 from conftest import ROOT
@@ -30,10 +31,20 @@ def _wait_for_server_file(runtime, process, timeout=90.0):
     raise AssertionError(f"no jpserver-*.json in {runtime} after {timeout}s")
 
 
-def _get(url, token):
+def _get(url, token, timeout=30.0):
+    """GET with the token; connection refused is retried until ``timeout``: Jupyter writes
+    its runtime file before its event loop binds the port (``_bind_http_server`` runs as a
+    loop callback), so on a loaded machine the file can come first."""
     request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, response.read()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.URLError as error:
+            if not isinstance(error.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_make_lab_serves_the_repository_and_opens_lesson_00(tmp_path):
