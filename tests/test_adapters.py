@@ -292,7 +292,9 @@ def test_cable_bad_input_gets_errors_and_nobody_is_disturbed():
 
 def test_cable_member_that_stops_reading_is_dropped_and_the_room_goes_on():
     async def scenario():
-        async with await start_channels(queue_size=4, grace=0.2) as server:
+        # queue_size above one burst (50) and a 1 s grace: only a reader that stays stuck is
+        # slow, never bob on a loaded machine between two of his reads
+        async with await start_channels(queue_size=64, grace=1.0) as server:
             bob = await RawCable.connect(server)
             await bob.subscribe(ident(name="bob"))
             frozen = await stalled_reader("127.0.0.1", server.port, "/cable",
@@ -304,7 +306,7 @@ def test_cable_member_that_stops_reading_is_dropped_and_the_room_goes_on():
                     while server.rooms.room("lobby").names() != ["bob", "frozen"]:
                         await asyncio.sleep(0.01)
                 body, ids, sent, peak = "x" * MAX_TEXT_CHARS, [], 0, 0
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(25):
                     while "frozen" in server.rooms.room("lobby").names():
                         for _ in range(50):
                             sent = server.post("lobby", body)["id"]
@@ -312,14 +314,14 @@ def test_cable_member_that_stops_reading_is_dropped_and_the_room_goes_on():
                         while not ids or ids[-1] < sent - 50:   # bob reads along, a burst behind
                             ids.append((await bob.until(new_msg))["message"]["id"])
                     assert len(server.fanout.dropped) == 1 and len(server.fanout) == 1
-                    assert peak >= 4     # frames waited in the fanout's queue, not in the socket
+                    assert peak >= 64    # frames waited in the fanout's queue, not in the socket
                     while ids[-1] < sent:
                         ids.append((await bob.until(new_msg))["message"]["id"])
                 assert ids == list(range(1, sent + 1))          # every message, in order
             finally:
                 frozen.close()
             await bob.ws.close()
-    run(scenario, timeout=15)
+    run(scenario, timeout=40)
 
 
 # --- Socket.IO with python-socketio's client -----------------------------------------------------
