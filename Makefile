@@ -78,7 +78,7 @@ $(JS)/node_modules/.installed: $(JS)/package-lock.json $(JS)/package.json
 js-deps: $(JS)/node_modules/.installed
 
 test: $(VENV)/.installed-test system-deps js-deps
-	$(BIN)/pytest -n $(JOBS) --dist loadfile $(NBVAL) -p no:cacheprovider -rs --durations=15 \
+	$(BIN)/pytest -n $(JOBS) --dist loadscope $(NBVAL) -p no:cacheprovider -rs --durations=15 \
 	  tests notebooks solutions exercises
 
 notebooks: $(VENV)/.installed-test

@@ -257,3 +257,4 @@ def node_modules() -> Path:
     if not stamp.exists() or stamp.stat().st_mtime < (JS_DIR / "package-lock.json").stat().st_mtime:
         missing("js/node_modules is missing or older than js/package-lock.json (run `make js-deps`)")
     return JS_DIR / "node_modules"
+

@@ -8,21 +8,31 @@
 2. out of order: every cell twice in a row, each section again after the next one, the cleanup
    cell twice at the end; nothing may raise or hang (60 s per cell).
 
-One test file per folder, so that ``--dist loadfile`` spreads them over the workers.
+One test class per notebook (``--dist loadscope`` makes each a unit of its own, which the
+top-level conftest.py hands out first).
 """
 
+import re
 from pathlib import Path
-
-import pytest
 
 from tools.execute import stress
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def parametrize_notebooks(folder: str):
-    paths = sorted((ROOT / folder).glob("*.ipynb"))
-    return pytest.mark.parametrize("path", paths, ids=lambda p: p.name)
+def one_class_per_notebook(folder: str, namespace: dict) -> None:
+    """Define, in ``namespace``, a class ``Test_<name>`` for every notebook in ``folder``.
+
+    Each holds ``test_survives_pauses_and_out_of_order_reruns``, which runs :func:`stress`.
+    """
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        def test_survives_pauses_and_out_of_order_reruns(self, path: Path = path) -> None:
+            stress(path)
+
+        name = "Test_" + re.sub(r"\W", "_", path.stem)
+        namespace[name] = type(name, (), {
+            "test_survives_pauses_and_out_of_order_reruns":
+                test_survives_pauses_and_out_of_order_reruns})
 
 
-__all__ = ["stress", "parametrize_notebooks"]
+__all__ = ["stress", "one_class_per_notebook"]

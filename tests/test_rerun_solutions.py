@@ -1,7 +1,4 @@
 """Every notebook in solutions/ survives reading pauses and out-of-order re-runs (see tests/rerun.py)."""
-from rerun import parametrize_notebooks, stress
+from rerun import one_class_per_notebook
 
-
-@parametrize_notebooks("solutions")
-def test_survives_pauses_and_out_of_order_reruns(path):
-    stress(path)
+one_class_per_notebook("solutions", globals())
