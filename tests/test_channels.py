@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from nodejs import NodeLines
 from course.net.channels import Rooms, start_channels
 from course.net.channels_client import ChannelClient
 from course.net.fanout import stalled_reader
@@ -503,28 +503,6 @@ def test_command_line_serves_until_sigterm():
 
 # --- the official phoenix client, in Node ------------------------------------------------------
 
-class NodeLines:
-    """Lines of JSON from a Node script, read with a bound on every wait."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.seen: list[dict] = []
-
-    async def expect(self, event: str, where=lambda line: True, timeout: float = 8.0) -> dict:
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.process.stdout.readline()
-                assert raw, f"node exited while waiting for {event!r}; saw {self.seen}"
-                line = json.loads(raw)
-                self.seen.append(line)
-                if line["event"] == event and where(line):
-                    return line
-
-    async def send(self, command: str) -> None:
-        self.process.stdin.write(command.encode() + b"\n")
-        await self.process.stdin.drain()
-
-
 def test_official_phoenix_client_joins_pushes_hears_presence_and_rejoins(node_modules):
     async def scenario():
         server = await start_channels()
@@ -532,11 +510,9 @@ def test_official_phoenix_client_joins_pushes_hears_presence_and_rejoins(node_mo
         server.post("lobby", "before you came")
         bob = await ChannelClient.connect(server.url, heartbeat_interval=1)
         await bob.join("room:lobby", {"name": "bob"})
-        process = await asyncio.create_subprocess_exec(
-            "node", str(ROOT / "tests/js/phoenix_client.js"), f"ws://127.0.0.1:{port}/socket", "ada",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "NODE_PATH": str(node_modules)})
-        node = NodeLines(process)
+        node = await NodeLines.start(node_modules, "phoenix_client.js",
+                                     f"ws://127.0.0.1:{port}/socket", "ada")
+        process = node.process
         try:
             joined = await node.expect("joined")
             assert [m["body"] for m in joined["response"]["history"]] == ["before you came"]
