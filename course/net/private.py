@@ -67,6 +67,7 @@ DEFAULT_SEED = {"lobby": [("ada", "welcome to the lobby")],
 MAX_TEXT_CHARS = 2000                   #: longest message text
 _HISTORY = 50                           #: messages a room keeps
 _LOG_LINES = 200                        #: access log lines kept
+_USER = web.RequestKey("user", str)      # who made a request, for the access log
 
 
 def _static(name: str) -> bytes:
@@ -182,7 +183,7 @@ class PrivateServer(TLSAppService):
     @web.middleware
     async def _log(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         response = await handler(request)
-        self.access_log.append(_clf(request, response.status, request.get("user", "-")))
+        self.access_log.append(_clf(request, response.status, request.get(_USER, "-")))
         return response
 
     async def _login(self, request: web.Request) -> web.Response:
@@ -202,7 +203,7 @@ class PrivateServer(TLSAppService):
 
     async def _ticket(self, request: web.Request) -> web.Response:
         try:
-            request["user"] = user = self._who(request)
+            request[_USER] = user = self._who(request)
         except AuthError as error:
             return web.Response(status=401, text=error.encode(), content_type="application/json")
         ticket = self.tickets.issue(user, self.clock())
@@ -219,7 +220,7 @@ class PrivateServer(TLSAppService):
                                                     self.allowed_origins):
             return web.Response(status=403, text="origin not allowed\n")
         try:
-            request["user"] = user = self._authenticate(request)
+            request[_USER] = user = self._authenticate(request)
         except AuthError as error:
             return web.Response(status=401, text=error.encode(), content_type="application/json")
         ws = web.WebSocketResponse(max_msg_size=16 * 1024, heartbeat=30)
