@@ -50,8 +50,9 @@ from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, join_aiohttp
 from course.net.lifecycle import AppService, run_until_signal
+from course.net.tls import TLSAppService
 from course.protocol import CloseCode
-from course.wire.auth import AuthError, Denied, RoomPolicy, SessionSigner, TicketBook, denial
+from course.wire.auth import AuthError, Denied, RoomPolicy, SessionSigner, TicketBook
 from course.wire.envelope import BadMessage, ErrorCode, decode, encode
 from course.wire.origin import origin_allowed
 
@@ -88,34 +89,6 @@ def _clf(request: web.Request, status: int, user: str) -> str:
     version = f"{request.version.major}.{request.version.minor}"
     return (f'{request.remote} - {user} [{when}] '
             f'"{request.method} {request.raw_path} HTTP/{version}" {status}')
-
-
-class TLSAppService(AppService):
-    """An :class:`AppService` that can also listen with TLS (``https://``, ``wss://``)."""
-
-    ssl_context: ssl.SSLContext | None = None
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.ssl_context is not None else self.scheme
-        return f"{scheme}://{self.host}:{self.port}{self.path}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0, *,
-                    ssl_context: ssl.SSLContext | None = None) -> Any:
-        """Listen on ``host:port`` (port 0: any free port), with TLS if ``ssl_context``.
-
-        Raises:
-            RuntimeError: already started.
-            OSError: the address is in use or cannot be bound.
-        """
-        if self._runner is not None:
-            raise RuntimeError(f"this {type(self).__name__} is already started")
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        self._runner, self.ssl_context = runner, ssl_context
-        self.host, self.port = runner.addresses[0][:2]
-        return self
 
 
 class PrivateServer(TLSAppService):

@@ -22,6 +22,9 @@ one server key and nothing else: ``--ignore-certificate-errors-spki-list=<base64
 SHA-256 of the certificate's SubjectPublicKeyInfo>`` (:func:`chromium_trust_args`), a
 real trust decision, pinned to that key (a certificate with another key, even from the
 same CA, is still refused).
+
+:class:`TLSAppService` is the course's :class:`course.net.lifecycle.AppService` with an
+optional ``ssl_context`` in ``start()``: its ``url`` then says ``https://``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ import base64
 import hashlib
 import ssl
 
+from typing import Any
+
 import trustme
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["local_ca", "server_context", "client_context", "spki_sha256", "chromium_trust_args"]
+from course.net.lifecycle import AppService
+
+__all__ = ["TLSAppService", "local_ca", "server_context", "client_context", "spki_sha256", "chromium_trust_args"]
 
 
 def local_ca() -> trustme.CA:
@@ -83,3 +91,31 @@ def chromium_trust_args(*contexts: ssl.SSLContext) -> list[str]:
     """Chromium flags that trust the keys of these server contexts (from :func:`server_context`)."""
     pins = ",".join(spki_sha256(c.course_cert_pem) for c in contexts)  # type: ignore[attr-defined]
     return [f"--ignore-certificate-errors-spki-list={pins}"]
+
+
+class TLSAppService(AppService):
+    """An :class:`AppService` that can also listen with TLS (``https://``, ``wss://``)."""
+
+    ssl_context: ssl.SSLContext | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context is not None else self.scheme
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *,
+                    ssl_context: ssl.SSLContext | None = None) -> Any:
+        """Listen on ``host:port`` (port 0: any free port), with TLS if ``ssl_context``.
+
+        Raises:
+            RuntimeError: already started.
+            OSError: the address is in use or cannot be bound.
+        """
+        if self._runner is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already started")
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        self._runner, self.ssl_context = runner, ssl_context
+        self.host, self.port = runner.addresses[0][:2]
+        return self
