@@ -69,7 +69,7 @@ def test_ticket_is_single_use_and_short_lived():
 
 
 def test_ticket_book_memory_is_bounded():
-    book = TicketBook(ttl=5, capacity=100)
+    book = TicketBook(ttl=5, capacity=100, per_user=1000)
     tickets = [book.issue("ada", now=float(i) / 1000) for i in range(1000)]
     assert len(book) <= 100
     assert book.redeem(tickets[-1].value, now=1.0) == "ada"
@@ -78,6 +78,18 @@ def test_ticket_book_memory_is_bounded():
     assert info.value.code is Denied.TICKET_UNKNOWN
     book.issue("ada", now=100.0)  # every earlier ticket has expired: all pruned
     assert len(book) == 1
+
+
+def test_one_user_cannot_push_the_others_tickets_out():
+    book = TicketBook(ttl=5, capacity=20, per_user=4)
+    bob = book.issue("bob", now=0.0)
+    flood = [book.issue("eve", now=0.001 * i) for i in range(1000)]
+    assert len(book) == 5
+    assert book.redeem(bob.value, now=1.0) == "bob"
+    assert book.redeem(flood[-1].value, now=1.0) == "eve"
+    with pytest.raises(AuthError) as info:
+        book.redeem(flood[-5].value, now=1.0)
+    assert info.value.code is Denied.TICKET_UNKNOWN
 
 
 def test_room_policy_and_error_envelope():

@@ -174,7 +174,9 @@ def test_origin_is_a_header_anyone_can_forge(loop, sites):
     server = sites["fixed"]
     own, other = f"http://127.0.0.1:{server.port}", "http://127.0.0.1:1"
     cookie = f"{COOKIE}={server.session_for('ada')}"
-    assert loop.run(handshake(server.port, {"Origin": other, "Cookie": cookie})) == "HTTP/1.1 403 Forbidden"
+    for origin in (other, "null", f"http://localhost:{server.port}"):  # null: file:// pages
+        assert loop.run(handshake(server.port, {"Origin": origin, "Cookie": cookie})) == \
+            "HTTP/1.1 403 Forbidden", origin
     # a script claims to be the server's own page: the Origin check lets it through...
     assert loop.run(handshake(server.port, {"Origin": own})) == "HTTP/1.1 401 Unauthorized"
     # ...so only the session decides: with ada's session it is ada

@@ -79,7 +79,10 @@ def _page(name: str) -> Callable[[web.Request], Any]:
     """An aiohttp handler that serves ``course/ui/static/NAME`` as HTML."""
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=_static(name), content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+                            headers={"Cache-Control": "no-store",
+                                     # no other site may frame the page (clickjacking)
+                                     "Content-Security-Policy": "frame-ancestors 'none'",
+                                     "X-Content-Type-Options": "nosniff"})
     return handler
 
 

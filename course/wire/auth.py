@@ -42,7 +42,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -172,24 +172,31 @@ class TicketBook:
     for a signed-in user; :meth:`redeem` admits it **once**, before ``ttl`` seconds have
     passed.  Redeemed tickets are remembered until their deadline so that a replay says
     ``ticket-used`` rather than ``ticket-unknown``; at most ``capacity`` tickets are
-    kept (the oldest go first), so the book's memory is bounded whatever clients do.
+    kept (the oldest go first), so the book's memory is bounded whatever clients do, and
+    at most ``per_user`` per user (a user's oldest goes first), so that one signed-in
+    client asking for tickets in a loop cannot push everyone else's out.
+
+    ``now`` must not go backwards between calls (a monotonic or wall clock).
 
     Args:
         ttl: seconds a ticket stays valid.
         capacity: tickets kept at most (outstanding and recently used).
+        per_user: tickets kept at most for one user.
 
     Raises:
-        ValueError: ``ttl`` not positive, or ``capacity`` below 1.
+        ValueError: ``ttl`` not positive, or ``capacity`` or ``per_user`` below 1.
     """
 
-    def __init__(self, ttl: float = 10.0, capacity: int = 10_000) -> None:
+    def __init__(self, ttl: float = 10.0, capacity: int = 10_000, per_user: int = 8) -> None:
         if ttl <= 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if capacity < 1 or per_user < 1:
+            raise ValueError(f"capacity and per_user must be at least 1, got {capacity}, {per_user}")
         self.ttl = ttl
         self.capacity = capacity
+        self.per_user = per_user
         self._tickets: OrderedDict[str, tuple[Ticket, bool]] = OrderedDict()  # value -> (ticket, used)
+        self._by_user: dict[str, deque[str]] = {}  # user -> their tickets' values, oldest first
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -199,7 +206,14 @@ class TicketBook:
             ticket, _ = next(iter(self._tickets.values()))
             if ticket.deadline >= now and len(self._tickets) < self.capacity:
                 break
-            self._tickets.popitem(last=False)  # issued in deadline order: oldest first
+            self._forget(next(iter(self._tickets)))  # issued in deadline order: oldest first
+
+    def _forget(self, value: str) -> None:
+        ticket, _ = self._tickets.pop(value)
+        mine = self._by_user[ticket.user]
+        mine.remove(value)  # at most per_user long
+        if not mine:
+            del self._by_user[ticket.user]
 
     def issue(self, user: str, now: float) -> Ticket:
         """A new ticket for ``user``, valid until ``now + ttl``.
@@ -210,8 +224,13 @@ class TicketBook:
         if not user:
             raise ValueError("a ticket needs a user name")
         self._prune(now)
+        mine = self._by_user.setdefault(user, deque())
+        if len(mine) >= self.per_user:
+            self._forget(mine[0])
+            mine = self._by_user.setdefault(user, deque())
         ticket = Ticket(secrets.token_urlsafe(16), user, now + self.ttl)
         self._tickets[ticket.value] = (ticket, False)
+        mine.append(ticket.value)
         return ticket
 
     def redeem(self, value: str | None, now: float) -> str:
