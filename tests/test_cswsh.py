@@ -9,8 +9,13 @@ What Chromium really does (checked here):
 * attacker on ``http://127.0.0.1:A``: another origin (the port differs) but the **same
   site** (cookies are per host, not per port), so the Lax cookie goes with the
   handshake: without an Origin check, the page reads the private room;
-* attacker on ``http://localhost:A``: another site, so the Lax cookie is **not** sent
-  (``SameSite=None`` would need ``Secure``, i.e. HTTPS): the server sees nobody (401);
+* attacker on ``http://localhost:A``: another site, so the Lax cookie is **not** sent:
+  the server sees nobody (401).  (Checked by hand in Chromium 156: ``SameSite=None``
+  without ``Secure`` is not even stored; ``SameSite=None; Secure`` is stored on
+  ``http://127.0.0.1``, a trustworthy origin, and goes with same-site handshakes, but
+  not with this cross-site one either: Chromium sends no third-party cookies here.
+  A cross-*site* attack needs a browser or a cookie that still allows third-party
+  cookies; a same-site one, below, needs nothing);
 * in both cases the page cannot read the answer of ``POST /ticket`` (same-origin
   policy), so a tickets-only server is not hijacked either;
 * the fix, an ``Origin`` allow-list, refuses both pages with 403 while the victim's own

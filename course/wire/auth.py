@@ -2,7 +2,10 @@
 
 **Authentication.**  A browser's ``new WebSocket(url)`` takes a URL and sub-protocols,
 nothing else: the API has no way to set an ``Authorization`` header (or any header), so
-a page cannot hand a bearer token to the handshake the way ``fetch`` can.  What the
+a page cannot hand a bearer token to the handshake the way ``fetch`` can.  (Some servers
+smuggle a token in ``Sec-WebSocket-Protocol``, the one header the page controls, e.g.
+Kubernetes' ``base64url.bearer.authorization.k8s.io.TOKEN``; the server must then echo a
+protocol back, and proxies log that header too.)  What the
 handshake *does* carry is what the browser adds by itself: the ``Origin`` of the page
 and the cookies of the server's site.  That leaves two sound ways to authenticate:
 
