@@ -12,22 +12,32 @@ server sits idle between the waves.  With full jitter the same crowd arrives spr
 close to the rate the server can take.
 
 :func:`simulate_storm` is that story as a seeded discrete-event simulation (no I/O, no
-clock: a heap of attempt times), fast enough for a lesson or a test; ``benchmarks/storm.py``
-plays it for real (a ``websockets`` server on 127.0.0.1 and 1,000 real clients) and builds
-the same :class:`StormResult` with :meth:`StormResult.from_attempts`.
+clock: a heap of attempt times), fast enough for a lesson or a test; :func:`real_storm`
+plays it for real (a ``websockets`` server on 127.0.0.1, restarted on the same port, and
+real ``websockets`` clients; ``benchmarks/storm.py`` runs it with 1,000) and builds the
+same :class:`StormResult` with :meth:`StormResult.from_attempts`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import random
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import InvalidHandshake
+from websockets.http11 import Request, Response
 
 from course.wire.backoff import Jitter, backoff_delay
 
-__all__ = ["AcceptBucket", "StormResult", "simulate_storm", "storm_table", "plot_storm"]
+__all__ = ["AcceptBucket", "StormResult", "simulate_storm", "real_storm", "raise_fd_limit",
+           "storm_table", "plot_storm"]
 
 
 class AcceptBucket:
@@ -157,6 +167,114 @@ def simulate_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate: f
             refused += 1
             delay = backoff_delay(refused, base=base, cap=cap, jitter=jitter, rng=rng)
             heapq.heappush(pending, (now + delay, client, refused))
+    return StormResult.from_attempts(jitter, clients, attempts, bin_width)
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise this process's open-file limit (soft, up to the hard one) to at least ``needed``.
+
+    Returns:
+        The soft limit now.
+
+    Raises:
+        OSError: the hard limit is below ``needed``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise OSError(f"{needed} files needed, the hard limit is {hard} (ulimit -Hn)")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        soft = needed
+    return soft
+
+
+async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate: float = 500.0,
+                     burst: int = 200, base: float = 1.0, cap: float = 5.0, seed: int = 0,
+                     bin_width: float = 0.1, timeout: float = 120.0) -> StormResult:
+    """Play the storm for real on 127.0.0.1: connect, restart the server, count the attempts.
+
+    A ``websockets`` server takes ``clients`` real ``websockets`` clients (connected a
+    hundred at a time, no limit yet).  Then it restarts: the old server closes every
+    connection (1001, going away) and a new one listens on the same port at once, whose
+    ``process_request`` takes a token from an :class:`AcceptBucket` and answers
+    ``503 Service Unavailable`` when there is none.  Each client, from the moment it saw
+    its connection close, waits ``backoff_delay(refusals)`` and tries again until it is
+    accepted (a refused TCP connection, while no server listens, counts as a refusal).
+    Times are counted from the moment the restart began.
+
+    Args:
+        clients, jitter, rate, burst, base, cap, seed, bin_width: as for :func:`simulate_storm`
+            (each client draws from its own generator, seeded from ``seed``).
+        timeout: bound on the whole storm, in seconds.
+
+    Returns:
+        The storm's :class:`StormResult`.
+
+    Raises:
+        TimeoutError: not everybody was back within ``timeout``.
+        OSError: the open-file limit cannot hold ``clients`` twice (see :func:`raise_fd_limit`).
+    """
+    raise_fd_limit(2 * clients + 64)
+    loop = asyncio.get_running_loop()
+    attempts: list[tuple[float, bool]] = []
+    bucket = AcceptBucket(rate, burst)
+    restarted = asyncio.Event()
+    t0 = 0.0
+
+    async def hold(websocket: ServerConnection) -> None:
+        await websocket.wait_closed()
+
+    def gate(_: ServerConnection, request: Request) -> Response | None:
+        if bucket.take(loop.time() - t0):
+            return None
+        return _.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again later\n")
+
+    async def client(index: int, url: str, connected: asyncio.Event) -> None:
+        rng = random.Random(f"{seed}-{index}")
+        async with connect(url, ping_interval=None, open_timeout=10, close_timeout=1) as ws:
+            connected.set()
+            await ws.wait_closed()
+        await restarted.wait()
+        refused = 0
+        while True:
+            await asyncio.sleep(backoff_delay(refused, base=base, cap=cap, jitter=jitter, rng=rng))
+            started = loop.time() - t0
+            try:
+                ws = await connect(url, ping_interval=None, open_timeout=30, close_timeout=1)
+            except (InvalidHandshake, OSError):
+                attempts.append((started, False))
+                refused += 1
+                continue
+            attempts.append((started, True))
+            await ws.close()  # back: the storm's question is answered for this client
+            return
+
+    old: Server = await serve(hold, "127.0.0.1", 0, backlog=4096, ping_interval=None)
+    port = old.sockets[0].getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/"
+    tasks: list[asyncio.Task] = []
+    new: Server | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            for start in range(0, clients, 100):
+                events = [asyncio.Event() for _ in range(start, min(clients, start + 100))]
+                tasks += [asyncio.create_task(client(start + i, url, e)) for i, e in enumerate(events)]
+                await asyncio.gather(*(e.wait() for e in events))
+            t0 = loop.time()
+            old.close()
+            await old.wait_closed()
+            new = await serve(hold, "127.0.0.1", port, backlog=4096, ping_interval=None,
+                              process_request=gate)
+            restarted.set()
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        old.close()
+        if new is not None:
+            new.close()
+            await new.wait_closed()
     return StormResult.from_attempts(jitter, clients, attempts, bin_width)
 
 
