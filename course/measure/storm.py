@@ -199,8 +199,10 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     ``process_request`` takes a token from an :class:`AcceptBucket` and answers
     ``503 Service Unavailable`` when there is none.  Each client, from the moment it saw
     its connection close, waits ``backoff_delay(refusals)`` and tries again until it is
-    accepted (a refused TCP connection, while no server listens, counts as a refusal).
-    Times are counted from the moment the restart began.
+    accepted (a refused TCP connection, while no server listens yet, counts as a refusal).
+    Times are counted from the moment the restart began; closing a thousand connections
+    takes a moment, so the clients do not all see their close at the same instant (the
+    simulation's ``t = 0`` is that instant for everybody).
 
     Args:
         clients, jitter, rate, burst, base, cap, seed, bin_width: as for :func:`simulate_storm`
@@ -218,7 +220,6 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     loop = asyncio.get_running_loop()
     attempts: list[tuple[float, bool]] = []
     bucket = AcceptBucket(rate, burst)
-    restarted = asyncio.Event()
     t0 = 0.0
 
     async def hold(websocket: ServerConnection) -> None:
@@ -233,8 +234,7 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
         rng = random.Random(f"{seed}-{index}")
         async with connect(url, ping_interval=None, open_timeout=10, close_timeout=1) as ws:
             connected.set()
-            await ws.wait_closed()
-        await restarted.wait()
+            await ws.wait_closed()  # the restart began: t0 is set
         refused = 0
         while True:
             await asyncio.sleep(backoff_delay(refused, base=base, cap=cap, jitter=jitter, rng=rng))
@@ -265,7 +265,6 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
             await old.wait_closed()
             new = await serve(hold, "127.0.0.1", port, backlog=4096, ping_interval=None,
                               process_request=gate)
-            restarted.set()
             await asyncio.gather(*tasks)
     finally:
         for task in tasks:
