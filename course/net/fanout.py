@@ -285,6 +285,10 @@ class Outbox:
         """Messages the policy dropped or replaced (never sent) for this client."""
         return self._queue.discarded
 
+    def pending(self) -> list[str]:
+        """The messages queued and not yet sent, oldest first."""
+        return self._queue.items()
+
     def load(self) -> Load:
         """What the queue and the transport's write buffer hold now."""
         try:

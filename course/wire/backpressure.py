@@ -128,6 +128,10 @@ class SendQueue(Generic[_T]):
             return Decision.DROPPED_OLDEST
         return Decision.OVER_BOUND if self.policy is Policy.DROP_CLIENT else Decision.QUEUED
 
+    def items(self) -> list[_T]:
+        """The queued messages, oldest first (the queue is not changed)."""
+        return [item for item, _ in self._items.values()]
+
     def pop(self) -> tuple[_T, int]:
         """Take the oldest message and its size.
 
