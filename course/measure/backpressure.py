@@ -195,13 +195,15 @@ class BackpressureResult:
                 f"{latest}, {self.discarded} discarded")
 
 
-async def _healthy_client(url: str, latencies: list[float], counts: list[int], index: int,
-                          ready: asyncio.Event) -> None:
+async def _healthy_client(url: str, latencies: list[float], counts: list[int], last: list[int],
+                          index: int, ready: asyncio.Event) -> None:
     async with connect(url, ping_interval=None, max_size=None) as ws:
         ready.set()
         async for text in ws:
-            latencies.append((time.monotonic_ns() - json.loads(text)["sent_ns"]) / 1e6)
+            message = json.loads(text)
+            latencies.append((time.monotonic_ns() - message["sent_ns"]) / 1e6)
             counts[index] += 1
+            last[index] = message["seq"]
 
 
 async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5.0,
@@ -232,6 +234,7 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
     result = BackpressureResult(Policy(policy))
     latencies: list[float] = []
     counts = [0] * healthy
+    last = [0] * healthy
     tasks: list[asyncio.Task] = []
     stalled = None
     try:
@@ -239,7 +242,7 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
             port = int((await child.stdout.readline()).decode())
             url = f"ws://127.0.0.1:{port}/"
             ready = [asyncio.Event() for _ in range(healthy)]
-            tasks = [asyncio.create_task(_healthy_client(url, latencies, counts, i, e))
+            tasks = [asyncio.create_task(_healthy_client(url, latencies, counts, last, i, e))
                      for i, e in enumerate(ready)]
             await asyncio.gather(*(e.wait() for e in ready))
             stalled = await stalled_reader("127.0.0.1", port)
@@ -253,7 +256,9 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
         child.stdin.write(f"stats {stalled_name}\n".encode())
         await child.stdin.drain()
         async with asyncio.timeout(10):
-            stats = json.loads(await child.stdout.readline())
+            stats = json.loads(await child.stdout.readline())  # the feed stopped
+            while min(last, default=stats["published"]) < stats["published"]:
+                await asyncio.sleep(0.01)                        # the last price reached everybody
         latencies_now = list(latencies)
         result.published = stats["published"]
         result.slow_dropped = stats["dropped"]
@@ -318,7 +323,8 @@ def plot_rss(results: Sequence[BackpressureResult], *, title: str | None = None)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    """The child process: listen, print the port, wait for the clients, feed; answer ``stats``."""
+    """The child process: listen, print the port, wait for the clients, feed; ``stats NAME``
+    stops the feed and prints what the server holds for client ``NAME``."""
     server = await PriceServer(Policy[args.serve], queue_size=args.queue_size,
                                grace=args.grace).start()
     print(server.port, flush=True)
@@ -333,7 +339,8 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         while line := await reader.readline():  # until the parent closes stdin
             command, _, name = line.decode().strip().partition(" ")
-            if command == "stats":
+            if command == "stats":  # stop the feed, then say what is held for client ``name``
+                feed.cancel()
                 print(json.dumps(server.stats(name)), flush=True)
     finally:
         feed.cancel()
