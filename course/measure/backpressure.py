@@ -163,7 +163,9 @@ class BackpressureResult:
         slow_queued_bytes: their bytes.
         discarded: messages the policy dropped or replaced for the stalled client.
         healthy_received: messages each healthy client received (under COALESCE a healthy
-            client whose writer is a batch behind gets the latest price too, so fewer).
+            client whose writer is a batch behind gets the latest price too, so fewer; under
+            DROP_OLDEST one that falls ``queue_size`` behind for a moment loses the oldest).
+        healthy_dropped: healthy clients whose connection closed during the run.
         healthy_p50_ms, healthy_p99_ms: their delivery latency.
     """
 
@@ -175,6 +177,7 @@ class BackpressureResult:
     slow_queued_bytes: int = 0
     discarded: int = 0
     healthy_received: list[int] = field(default_factory=list)
+    healthy_dropped: int = 0
     healthy_p50_ms: float = math.nan
     healthy_p99_ms: float = math.nan
 
@@ -257,14 +260,21 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
         await child.stdin.drain()
         async with asyncio.timeout(10):
             stats = json.loads(await child.stdout.readline())  # the feed stopped
-            while min(last, default=stats["published"]) < stats["published"]:
-                await asyncio.sleep(0.01)                        # the last price reached everybody
+        try:
+            async with asyncio.timeout(10):
+                while any(seq < stats["published"] and not task.done()
+                          for seq, task in zip(last, tasks)):
+                    await asyncio.sleep(0.01)                    # the last price reached everybody
+        except TimeoutError:
+            raise TimeoutError(f"{policy}: the healthy clients' last prices are {last}, "
+                               f"{stats['published']} published") from None
         latencies_now = list(latencies)
         result.published = stats["published"]
         result.slow_dropped = stats["dropped"]
         result.slow_queued, result.slow_queued_bytes = stats["queued"], stats["queued_bytes"]
         result.discarded = stats["discarded"]
         result.healthy_received = list(counts)
+        result.healthy_dropped = sum(task.done() for task in tasks)
         if latencies_now:
             result.healthy_p50_ms = percentile(latencies_now, 50)
             result.healthy_p99_ms = percentile(latencies_now, 99)
@@ -292,10 +302,11 @@ async def measure_all(policies: Sequence[Policy] = tuple(Policy), **kwargs) -> l
 
 def backpressure_table(results: Sequence[BackpressureResult]) -> str:
     """A plain-text table: one row per policy."""
-    head = ("policy", "RSS growth", "stalled client", "healthy got", "p50 ms", "p99 ms")
+    head = ("policy", "RSS growth", "stalled client", "healthy got (min)", "p50 ms", "p99 ms")
     rows = [head]
     for r in results:
-        got = f"{min(r.healthy_received, default=0)}/{r.published}"
+        got = f"{min(r.healthy_received, default=0)}/{r.published}" + (
+            f", {r.healthy_dropped} dropped" if r.healthy_dropped else "")
         rows.append((r.policy.value, f"{r.rss_growth_mib:+.1f} MiB", r.slow_outcome, got,
                      f"{r.healthy_p50_ms:.1f}", f"{r.healthy_p99_ms:.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
