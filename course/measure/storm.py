@@ -85,6 +85,8 @@ class StormResult:
             (``math.inf`` if not everybody came back).
         attempts: all attempts, accepted or refused.
         refusals: refused attempts.
+        closes_seen_over: seconds between the first and the last client seeing its connection
+            close (0 in the simulation, where everybody loses it at ``t = 0``).
     """
 
     jitter: Jitter
@@ -96,6 +98,7 @@ class StormResult:
     all_back_after: float
     attempts: int
     refusals: int
+    closes_seen_over: float = 0.0
 
     @property
     def peak(self) -> int:
@@ -104,7 +107,7 @@ class StormResult:
 
     @classmethod
     def from_attempts(cls, jitter: Jitter, clients: int, attempts: Sequence[tuple[float, bool]],
-                      bin_width: float = 0.1) -> StormResult:
+                      bin_width: float = 0.1, closes_seen_over: float = 0.0) -> StormResult:
         """Build a result from every attempt's ``(time since the restart, accepted)``.
 
         Raises:
@@ -124,7 +127,7 @@ class StormResult:
         accepted_times = [t for t, ok in attempts if ok]
         done = max(accepted_times) if back >= clients and accepted_times else math.inf
         return cls(jitter, clients, back, bin_width, tuple(bins), tuple(ok_bins), done,
-                   len(attempts), len(attempts) - back)
+                   len(attempts), len(attempts) - back, closes_seen_over)
 
 
 def simulate_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate: float = 500.0,
@@ -219,6 +222,7 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     raise_fd_limit(2 * clients + 64)
     loop = asyncio.get_running_loop()
     attempts: list[tuple[float, bool]] = []
+    closes_seen: list[float] = []
     bucket = AcceptBucket(rate, burst)
     t0 = 0.0
 
@@ -235,6 +239,7 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
         async with connect(url, ping_interval=None, open_timeout=10, close_timeout=1) as ws:
             connected.set()
             await ws.wait_closed()  # the restart began: t0 is set
+        closes_seen.append(loop.time() - t0)
         refused = 0
         while True:
             await asyncio.sleep(backoff_delay(refused, base=base, cap=cap, jitter=jitter, rng=rng))
@@ -274,15 +279,17 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
         if new is not None:
             new.close()
             await new.wait_closed()
-    return StormResult.from_attempts(jitter, clients, attempts, bin_width)
+    spread = max(closes_seen) - min(closes_seen) if closes_seen else 0.0
+    return StormResult.from_attempts(jitter, clients, attempts, bin_width, spread)
 
 
 def storm_table(results: Sequence[StormResult]) -> str:
     """A plain-text table: one row per jitter, peak attempts per bin, time until all back."""
     head = ("jitter", "back", "attempts", "refusals", f"peak/{results[0].bin_width * 1000:.0f}ms"
-            if results else "peak", "all back after")
+            if results else "peak", "all back after", "closes seen over")
     rows = [head] + [(r.jitter.value, f"{r.back}/{r.clients}", str(r.attempts), str(r.refusals),
-                      str(r.peak), "never" if math.isinf(r.all_back_after) else f"{r.all_back_after:.1f} s")
+                      str(r.peak), "never" if math.isinf(r.all_back_after) else f"{r.all_back_after:.1f} s",
+                      f"{r.closes_seen_over:.1f} s")
                      for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
