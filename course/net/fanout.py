@@ -37,6 +37,9 @@ messages (and at most ``max_bytes``) and the client stays, lagging; with ``COALE
 message broadcast with a ``key`` (a price's symbol) replaces the queued one with the same
 key; ``UNBOUNDED`` keeps everything for ever (the naive server whose memory grows).
 Under those three nobody is dropped for being slow: dead peers are the heartbeat's job.
+The bound trims a healthy client too when it falls ``queue_size`` messages behind for a
+moment (a burst, a busy machine): size it for bursts, and pair ``DROP_OLDEST`` with
+sequence numbers so that a client knows what it missed.
 
 **Closing is bounded.**  A peer that reads nothing never answers a close frame, and the
 close frame itself may sit behind megabytes it will never read.  :func:`close_within`
