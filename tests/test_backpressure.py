@@ -14,7 +14,8 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
-from course.measure.backpressure import SYMBOLS, PriceServer, rss_kib
+from course.measure.backpressure import (SYMBOLS, BackpressureResult, PriceServer, backpressure_table,
+                                         plot_rss, rss_kib)
 from course.net.fanout import stalled_reader
 from course.wire.backpressure import Decision, Policy, SendQueue
 
@@ -86,6 +87,28 @@ def test_pop_clear_and_bad_arguments():
 def test_rss_of_this_process():
     import os
     assert rss_kib(os.getpid()) > 1000
+
+
+def test_the_table_and_the_plot_say_what_became_of_the_stalled_client():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results = [BackpressureResult(Policy.UNBOUNDED, rss=[(0.0, 40.0), (1.0, 44.0)], published=10,
+                                  slow_queued=9, slow_queued_bytes=9 * 4096, healthy_received=[10, 10],
+                                  healthy_p50_ms=1.0, healthy_p99_ms=2.0),
+               BackpressureResult(Policy.DROP_CLIENT, rss=[(0.0, 40.0), (1.0, 40.0)], published=10,
+                                  slow_dropped=True, healthy_received=[10, 9], healthy_dropped=1),
+               BackpressureResult(Policy.COALESCE, rss=[(0.0, 40.0)], slow_queued=8, discarded=3)]
+    assert results[0].rss_growth_mib == 4.0
+    table = backpressure_table(results).splitlines()
+    assert "+4.0 MiB" in table[1] and "9 queued" in table[1] and "10/10" in table[1]
+    assert "dropped (1008)" in table[2] and "9/10, 1 dropped" in table[2]
+    assert "latest price per symbol" in table[3] and "3 discarded" in table[3]
+    fig = plot_rss(results)
+    try:
+        assert len(fig.axes[0].lines) == 3
+    finally:
+        plt.close(fig)
 
 
 # --- live: a healthy client and a stalled one, for each policy -----------------------------------

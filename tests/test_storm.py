@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from course.measure.storm import AcceptBucket, StormResult, real_storm, simulate_storm, storm_table
+from course.measure.storm import (AcceptBucket, StormResult, plot_storm, real_storm, simulate_storm,
+                                  storm_table)
 from course.wire.backoff import Jitter
 
 
@@ -73,3 +74,15 @@ def test_a_real_storm_brings_every_client_back():
     assert result.back == 60 and not math.isinf(result.all_back_after)
     assert result.refusals > 0                   # the bucket refused some: 60 > a burst of 10
     assert result.attempts == 60 + result.refusals
+
+
+def test_the_plot_has_one_panel_per_storm(storms):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = plot_storm(list(storms.values()), rate=500, title="storm")
+    try:
+        assert len(fig.axes) == 3
+        assert [ax.get_title(loc="left").split()[0] for ax in fig.axes] == ["none", "equal", "full"]
+    finally:
+        plt.close(fig)

@@ -314,13 +314,11 @@ def plot_storm(results: Sequence[StormResult], *, rate: float | None = None, tit
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(results), 1, figsize=(10, 2.2 * len(results) + 0.6),
-                             sharex=True, squeeze=False)
+                             sharex=True, sharey=True, squeeze=False)
     for ax, r in zip(axes[:, 0], results):
-        t = [i * r.bin_width for i in range(len(r.attempts_per_bin))]
-        ax.bar(t, r.attempts_per_bin, width=r.bin_width, align="edge", color="tab:red",
-               label="refused")
-        ax.bar(t, r.accepted_per_bin, width=r.bin_width, align="edge", color="tab:green",
-               label="accepted")
+        edges = [i * r.bin_width for i in range(len(r.attempts_per_bin) + 1)]
+        ax.stairs(r.attempts_per_bin, edges, fill=True, color="tab:red", label="refused")
+        ax.stairs(r.accepted_per_bin, edges, fill=True, color="tab:green", label="accepted")
         if rate is not None:
             ax.axhline(rate * r.bin_width, color="black", linestyle=":", linewidth=1,
                        label="server capacity")
