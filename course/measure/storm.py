@@ -233,10 +233,10 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     async def hold(websocket: ServerConnection) -> None:
         await websocket.wait_closed()
 
-    def gate(_: ServerConnection, request: Request) -> Response | None:
+    def gate(connection: ServerConnection, request: Request) -> Response | None:
         if bucket.take(loop.time() - t0):
             return None
-        return _.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again later\n")
+        return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again later\n")
 
     async def client(index: int, url: str, connected: asyncio.Event) -> None:
         rng = random.Random(f"{seed}-{index}")
