@@ -30,6 +30,17 @@ stops reading the sender's connection, pings included: with a short keepalive th
 itself gets disconnected, and every other client waits for the slowest one.  Here nobody
 waits: healthy clients keep receiving while a stalled one runs out of grace or of bytes.
 
+**Other policies** (:class:`course.wire.backpressure.Policy`, the ``policy`` argument of
+:class:`Fanout`).  The rule above is :data:`~course.wire.backpressure.Policy.DROP_CLIENT`,
+the default.  With ``DROP_OLDEST`` a client's queue keeps its newest ``queue_size``
+messages (and at most ``max_bytes``) and the client stays, lagging; with ``COALESCE`` a
+message broadcast with a ``key`` (a price's symbol) replaces the queued one with the same
+key; ``UNBOUNDED`` keeps everything for ever (the naive server whose memory grows).
+Under those three nobody is dropped for being slow: dead peers are the heartbeat's job.
+The bound trims a healthy client too when it falls ``queue_size`` messages behind for a
+moment (a burst, a busy machine): size it for bursts, and pair ``DROP_OLDEST`` with
+sequence numbers so that a client knows what it missed.
+
 **Closing is bounded.**  A peer that reads nothing never answers a close frame, and the
 close frame itself may sit behind megabytes it will never read.  :func:`close_within`
 gives every close a deadline and then aborts the transport, so stopping always ends.
@@ -42,12 +53,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from course.protocol import upgrade_request
+from course.wire.backpressure import Decision, Policy, SendQueue
 from course.wire.rfc import RFC_KEY
 
 __all__ = [
@@ -230,8 +241,11 @@ async def close_within(close: Coroutine[Any, Any, Any], timeout: float | None,
 class Outbox:
     """One client's send queue and its writer task (gorilla's ``writePump``).
 
-    The queue itself never refuses a message: :meth:`push` queues it and says whether
-    the client is now too slow; the caller drops it if so.
+    Under the default policy (``DROP_CLIENT``) the queue never refuses a message:
+    :meth:`push` queues it and says whether the client is now too slow; the caller drops
+    it if so.  Under ``DROP_OLDEST`` and ``COALESCE`` the queue keeps itself within
+    ``queue_size`` messages and ``max_bytes`` (:class:`course.wire.backpressure.SendQueue`)
+    and the client is never too slow; under ``UNBOUNDED`` it keeps everything.
 
     Args:
         name: how the client appears in events and logs (e.g. ``"127.0.0.1:50312"``).
@@ -240,14 +254,16 @@ class Outbox:
         abort: function dropping the TCP connection at once.
         buffered: function returning the bytes in the transport's write buffer
             (``transport.get_write_buffer_size``); ``None`` counts as always 0.
-        rule: the slow-client rule.
+        rule: the slow-client rule (and the queue's bound under the other policies).
         close_timeout: seconds :meth:`close` waits for the handshake before aborting.
+        policy: what happens to a queue past its bound (see :class:`Fanout`).
     """
 
     def __init__(self, name: str, *, send: Callable[[str], Awaitable[Any]],
                  close: Callable[[int, str], Coroutine[Any, Any, Any]],
                  abort: Callable[[], None], buffered: Callable[[], int] | None = None,
-                 rule: SlowRule = SlowRule(), close_timeout: float | None = 10.0) -> None:
+                 rule: SlowRule = SlowRule(), close_timeout: float | None = 10.0,
+                 policy: Policy = Policy.DROP_CLIENT) -> None:
         self.name = name
         self.rule = rule
         self.close_timeout = close_timeout
@@ -256,14 +272,25 @@ class Outbox:
         self.closed = False
         self._send, self._close, self._abort = send, close, abort
         self._buffered = buffered or (lambda: 0)
-        self._queue: deque[tuple[str, int]] = deque()
-        self._bytes = 0
+        self.policy = Policy(policy)
+        self.last_decision = Decision.QUEUED   #: what the queue did with the last message pushed
+        self._queue: SendQueue[str] = SendQueue(
+            self.policy, max_items=rule.queue_size, max_bytes=rule.max_bytes)
         self._has_items = asyncio.Event()
         self._writer: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return (f"Outbox({self.name!r}, queued={len(self._queue)}, "
-                f"bytes={self._bytes}, sent={self.sent})")
+                f"bytes={self._queue.bytes}, sent={self.sent})")
+
+    @property
+    def discarded(self) -> int:
+        """Messages the policy dropped or replaced (never sent) for this client."""
+        return self._queue.discarded
+
+    def pending(self) -> list[str]:
+        """The messages queued and not yet sent, oldest first."""
+        return self._queue.items()
 
     def load(self) -> Load:
         """What the queue and the transport's write buffer hold now."""
@@ -271,10 +298,15 @@ class Outbox:
             buffered = self._buffered()
         except (AttributeError, OSError):  # the transport is already gone
             buffered = 0
-        return Load(len(self._queue), self._bytes, buffered)
+        return Load(len(self._queue), self._queue.bytes, buffered)
 
     def verdict(self, now: float | None = None) -> Verdict:
-        """Observe the load now, update :attr:`backlog`, and apply the rule."""
+        """Observe the load now, update :attr:`backlog`, and apply the rule.
+
+        Only the ``DROP_CLIENT`` policy judges; the others always keep the client.
+        """
+        if self.policy is not Policy.DROP_CLIENT:
+            return Verdict.KEEPING_UP
         now = asyncio.get_running_loop().time() if now is None else now
         load = self.load()
         self.backlog = observe(self.backlog, load, now, self.rule)
@@ -285,12 +317,16 @@ class Outbox:
         if self._writer is None:
             self._writer = asyncio.create_task(self._pump(on_gone), name=f"writer {self.name}")
 
-    def push(self, text: str, size: int | None = None) -> Verdict:
+    def push(self, text: str, size: int | None = None, key: Hashable | None = None) -> Verdict:
         """Queue ``text`` (never waits) and say whether the client is now too slow.
+
+        What the queue did with it (queued, replaced, dropped the oldest) is in
+        :attr:`last_decision`.
 
         Args:
             text: the message.
             size: its size in bytes, if the caller knows it (a broadcast computes it once).
+            key: what it coalesces on under ``COALESCE`` (e.g. a price's symbol).
 
         Returns:
             The rule's verdict after queueing (:data:`Verdict.KEEPING_UP` if the outbox
@@ -299,8 +335,7 @@ class Outbox:
         if self.closed:
             return Verdict.KEEPING_UP
         size = len(text.encode()) if size is None else size
-        self._queue.append((text, size))
-        self._bytes += size
+        self.last_decision = self._queue.offer(text, size, key)
         self._has_items.set()
         return self.verdict()
 
@@ -310,8 +345,7 @@ class Outbox:
             if not self._queue:
                 self._has_items.clear()
                 continue
-            text, size = self._queue.popleft()
-            self._bytes -= size
+            text, _ = self._queue.pop()
             if not self._queue:
                 self._has_items.clear()
             self.verdict()  # record the drain (the history is reset at half)
@@ -327,7 +361,6 @@ class Outbox:
         """Stop the writer and discard what is queued; later pushes are ignored."""
         self.closed = True
         self._queue.clear()
-        self._bytes = 0
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
 
@@ -368,6 +401,11 @@ class Fanout:
         close_timeout: seconds a closing client has to read its backlog and answer
             the close frame before its TCP connection is aborted (``None``: no limit).
         on_event: optional ``on_event(kind, name)``, ``kind`` an :class:`Event` value.
+        policy: what happens to a client's queue past its bound
+            (:class:`course.wire.backpressure.Policy`): ``DROP_CLIENT`` (the default) drops
+            the client by the slow-client rule; ``DROP_OLDEST`` and ``COALESCE`` keep
+            ``queue_size`` messages and ``max_bytes`` at most, and keep the client;
+            ``UNBOUNDED`` keeps everything and everybody.
 
     Raises:
         ValueError: a bad ``queue_size``, ``grace`` or bound (see :class:`SlowRule`).
@@ -376,8 +414,10 @@ class Fanout:
     def __init__(self, queue_size: int = 16, *, grace: float = 1.0,
                  max_bytes: int = 1024 * _KIB, max_buffered: int = 256 * _KIB,
                  close_timeout: float | None = 10.0,
-                 on_event: Callable[[str, str], None] | None = None) -> None:
+                 on_event: Callable[[str, str], None] | None = None,
+                 policy: Policy = Policy.DROP_CLIENT) -> None:
         self.rule = SlowRule(queue_size, grace, max_bytes, max_buffered)
+        self.policy = Policy(policy)
         self.close_timeout = close_timeout
         self.on_event = on_event
         self.clients: dict[Hashable, Outbox] = {}
@@ -418,7 +458,7 @@ class Fanout:
             The client's outbox.
         """
         outbox = Outbox(name, send=send, close=close, abort=abort, buffered=buffered,
-                        rule=self.rule,
+                        rule=self.rule, policy=self.policy,
                         close_timeout=self.close_timeout if close_timeout is None else close_timeout)
         self.clients[key] = outbox
         outbox.start(lambda _: self.leave(key))
@@ -434,8 +474,15 @@ class Fanout:
             outbox.shut()
             self._notify(Event.LEAVE, outbox.name)
 
-    def send(self, key: Hashable, text: str, size: int | None = None) -> bool:
+    def send(self, key: Hashable, text: str, size: int | None = None, *,
+             topic: Hashable | None = None) -> bool:
         """Queue ``text`` for one client; drop it if that makes it too slow.
+
+        Args:
+            key: the client's key (see :meth:`join`).
+            text: the message.
+            size: its size in bytes, if known.
+            topic: what it coalesces on under ``COALESCE`` (e.g. a price's symbol).
 
         Returns:
             ``False`` if the client is unknown or was dropped.
@@ -443,23 +490,28 @@ class Fanout:
         outbox = self.clients.get(key)
         if outbox is None:
             return False
-        verdict = outbox.push(text, size)
+        verdict = outbox.push(text, size, topic)
         if verdict is not Verdict.KEEPING_UP:
             self.drop(key, verdict)
             return False
         return True
 
-    def broadcast(self, text: str) -> int:
+    def broadcast(self, text: str, *, topic: Hashable | None = None) -> int:
         """Queue ``text`` for every client, never waiting; drop those it makes too slow.
 
-        Every client gets the messages in the order of the calls, the same for all.
+        Every client gets the messages in the order of the calls, the same for all (under
+        ``DROP_OLDEST`` and ``COALESCE`` a slow client gets a subsequence of them).
+
+        Args:
+            text: the message.
+            topic: what it coalesces on under ``COALESCE`` (e.g. a price's symbol).
 
         Returns:
             How many clients the message was queued for (and kept).
         """
         self.relayed += 1
         size = len(text.encode())
-        return sum(self.send(key, text, size) for key in list(self.clients))
+        return sum(self.send(key, text, size, topic=topic) for key in list(self.clients))
 
     def drop(self, key: Hashable, verdict: Verdict = Verdict.QUEUE_FULL) -> None:
         """Disconnect a client now with 1008 and the verdict as reason; nobody waits for it.
