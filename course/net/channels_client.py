@@ -443,10 +443,11 @@ class ResumingClient:
                     try:
                         await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
-                        if not getter.done():
+                        got = getter.done()
+                        if not got:
                             getter.cancel()
-                    if getter.cancelled():
-                        return
+                    if not got:
+                        return  # the connection ended
                     message = getter.result()
                 else:
                     message = events.get_nowait()
