@@ -191,7 +191,7 @@ async def run_channels(messages: int = 10_000, cuts: int = 20, seed: int = 7, *,
         return Report(
             "ours (Phoenix V2 + resume)", up, down,
             Counter(a.step.fault.value for a in applied), time.monotonic() - start,
-            f"heartbeat {heartbeat} s, server timeout {3 * heartbeat} s, backoff 0.01..0.2 s full jitter",
+            f"heartbeat {heartbeat:g} s, server timeout {3 * heartbeat:g} s, backoff 0.01..0.2 s full jitter",
             {"connections": sum(c.connections for c in clients),
              "resyncs": sum(c.resyncs for c in clients),
              "duplicates dropped by clients": sum(c.receiver.duplicates for c in clients),
@@ -281,7 +281,7 @@ async def run_socketio(messages: int = 10_000, cuts: int = 20, seed: int = 7, *,
         return Report(
             f"python-socketio {importlib.metadata.version('python-socketio')}",
             up_tally, down, Counter(a.step.fault.value for a in applied), time.monotonic() - start,
-            f"defaults, except ping_interval = ping_timeout = {ping} s; reconnection delay {delay}",
+            f"defaults, except ping_interval = ping_timeout = {ping:g} s; reconnection delay {delay}",
             {"connections": sum(connects.values()), "emits refused while disconnected": failed})
     finally:
         for client in clients.values():
