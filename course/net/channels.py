@@ -53,6 +53,20 @@ included, as Phoenix does).  The events ``deliver`` receives: ``new_msg`` (``id`
 ``presence_state`` (a :mod:`course.wire.presence` state keyed by nickname) and
 ``presence_diff`` (``joins``/``leaves``).  Each member's meta is ``{"phx_ref": ...,
 "online_at": ...}``; two connections of one nickname are one key with two metas.
+
+**Resume (chapter 6).**  Each room also numbers its messages in a bounded
+:class:`course.wire.resume.TopicLog` (``room.log``; ``log_size`` entries).  A Phoenix join
+whose payload holds ``"last_seq": n`` (0 on a first join) resumes: its reply's
+``response`` adds ``"resume": "replay"`` and ``"seq"`` (the room's newest), and every
+message after ``n`` is pushed as ``new_msg`` right after the reply, in order, before any
+live message; or, when the log no longer holds ``n + 1`` (or ``n`` is ahead of it: the
+server restarted), ``"resume": "resync"``, ``"seq"`` and a ``"reason"``, and nothing is
+replayed.  Such a member's ``new_msg`` payloads carry ``"seq"``; other members' payloads
+are unchanged.  A ``new_msg`` push with an ``"id"`` (a string, an idempotency key) is
+acknowledged by its ok reply, ``{"id": message id, "seq": seq}``; the same id sent again
+by the same client (the join's ``"client"``, else its nickname) gets the same reply plus
+``"duplicate": true`` and is not posted again (:class:`course.wire.resume.Deduplicator`,
+bounded by ``dedup_per_client`` ids per client).
 """
 
 from __future__ import annotations
@@ -79,7 +93,8 @@ from course.wire import presence
 from course.wire.channels import (NEW_MSG, TYPING, ChannelSession, JoinRoom, LeaveRoom, Say, Send,
                                   Typing, malformed)
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES
-from course.wire.phoenix import VSN, BadFrame, Event, Message, encode, ok, push
+from course.wire.phoenix import VSN, BadFrame, Event, Message, encode, error, ok, push
+from course.wire.resume import Deduplicator, Replay, TopicLog, message_id
 
 __all__ = ["Deliver", "Member", "Room", "Rooms", "ChannelServer", "start_channels", "command_line",
            "serve_command", "main"]
@@ -108,6 +123,7 @@ class Room:
         self.members: dict[Hashable, Member] = {}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
         self.presence: presence.State = {}
+        self.log = TopicLog(rooms.log_size)  #: numbered messages, for resuming members
         self._rooms = rooms
 
     def __len__(self) -> int:
@@ -162,6 +178,7 @@ class Room:
         sender = self.members[key].name if key is not None else (name or "kernel")
         message = {"id": self._rooms.new_id(), "name": sender, "body": body}
         self.history.append(message)
+        self.log.append(message)
         self.broadcast(NEW_MSG, message)
         return message
 
@@ -183,9 +200,14 @@ class Room:
 
 
 class Rooms:
-    """Every room of one server, by name; shared by all protocol adapters."""
+    """Every room of one server, by name; shared by all protocol adapters.
 
-    def __init__(self) -> None:
+    Args:
+        log_size: how many numbered messages each room's :attr:`Room.log` keeps.
+    """
+
+    def __init__(self, log_size: int = 1000) -> None:
+        self.log_size = log_size
         self.rooms: dict[str, Room] = {}
         self._ids = itertools.count(1)
         self._refs = itertools.count(1)
@@ -219,9 +241,11 @@ class ChannelServer(AppService):
             bounds (the slow-client rule).
         action_cable, socket_io: mount those adapters (default: both); their objects are
             :attr:`cable` and :attr:`socketio` (``None`` when not mounted).
+        log_size: messages kept per room for resuming joins (see the module docstring).
+        dedup_per_client: message ids remembered per client (the deduplicator's bound).
 
     Raises:
-        ValueError: ``heartbeat_timeout`` not positive, or a bad fanout bound.
+        ValueError: ``heartbeat_timeout`` not positive, a bad fanout bound, or a bound < 1.
     """
 
     scheme = "ws"
@@ -230,13 +254,18 @@ class ChannelServer(AppService):
     def __init__(self, *, heartbeat_timeout: float = 60.0,
                  allowed_origins: str | set[str] | None = None, queue_size: int = 64,
                  grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0,
-                 action_cable: bool = True, socket_io: bool = True):
+                 action_cable: bool = True, socket_io: bool = True, log_size: int = 1000,
+                 dedup_per_client: int = 1024):
         if not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout}")
         self.heartbeat_timeout = heartbeat_timeout
         self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
         self.fanout = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
-        self.rooms = Rooms()
+        if log_size < 1:
+            raise ValueError(f"log_size must be >= 1, got {log_size}")
+        self.rooms = Rooms(log_size)
+        self.dedup = Deduplicator(dedup_per_client)  #: client → message ids seen (resume)
+        self._clients: dict[tuple[Any, str], Hashable] = {}  # (ws, topic) → dedup key
         self.timed_out = 0  #: connections closed for silence
         self.host = ""
         self.port = 0
@@ -298,6 +327,7 @@ class ChannelServer(AppService):
         finally:
             for action in session.close():
                 self.rooms.room(action.room).leave((ws, action.topic))
+                self._clients.pop((ws, action.topic), None)
             self.fanout.leave(ws)
         return ws
 
@@ -308,6 +338,8 @@ class ChannelServer(AppService):
         for action in actions:
             if isinstance(action, Send):
                 self._send(ws, action.message)
+            elif isinstance(action, JoinRoom) and action.resume is not None:
+                self._join_resuming(ws, action)
             elif isinstance(action, JoinRoom):
                 topic, join_ref = action.topic, action.join_ref
 
@@ -320,11 +352,60 @@ class ChannelServer(AppService):
                         ws, ok(request, {"history": history})))
             elif isinstance(action, LeaveRoom):
                 self.rooms.room(action.room).leave((ws, action.topic))
+            elif isinstance(action, Say) and self._say_once(ws, action):
+                pass  # a push with an id: posted once, acknowledged every time
             elif isinstance(action, Say):
                 message = self.rooms.room(action.room).say((ws, action.topic), action.body)
                 self._send(ws, ok(action.request, {"id": message["id"]}))
             elif isinstance(action, Typing):
                 self.rooms.room(action.room).typing((ws, action.topic), action.typing)
+
+
+    # --- resume (chapter 6): replay on join, deduplicate pushes with ids ---------------------
+
+    def _join_resuming(self, ws: Any, action: JoinRoom) -> None:
+        """Join with ``last_seq``: reply, replay the gap (or say resync), then go live."""
+        last_seq, client = action.resume
+        room = self.rooms.room(action.room)
+        topic, join_ref = action.topic, action.join_ref
+        self._clients[(ws, topic)] = (action.room, client or action.name)
+
+        def deliver(event: str, payload: dict[str, Any]) -> None:
+            if event == NEW_MSG and room.log.last_seq and payload is room.log.newest.payload:
+                payload = {**payload, "seq": room.log.last_seq}  # live: say() just logged it
+            self._send(ws, push(topic, event, payload, join_ref))
+
+        def welcome(history: list[dict[str, Any]]) -> None:
+            answer = room.log.since(last_seq)
+            response = {"history": history, "seq": room.log.last_seq}
+            if not isinstance(answer, Replay):
+                self._send(ws, ok(action.request, {**response, "resume": "resync",
+                                                   "reason": answer.reason}))
+                return
+            self._send(ws, ok(action.request, {**response, "resume": "replay"}))
+            for entry in answer.entries:  # synchronous: nothing live can come in between
+                self._send(ws, push(topic, NEW_MSG, {**entry.payload, "seq": entry.seq}, join_ref))
+
+        room.join((ws, topic), action.name, deliver, welcome=welcome)
+
+    def _say_once(self, ws: Any, action: Say) -> bool:
+        """Post a push that carries an ``id`` once; ``False`` if it carries none."""
+        try:
+            msg_id = message_id(action.request.payload)
+        except ValueError as problem:
+            self._send(ws, error(action.request, "bad payload", f"new_msg: {problem}"))
+            return True
+        if msg_id is None:
+            return False
+        client = self._clients.get((ws, action.topic), (action.room, id(ws)))
+        repeat, answer = self.dedup.seen(client, msg_id)
+        if not repeat:
+            room = self.rooms.room(action.room)
+            message = room.say((ws, action.topic), action.body)
+            answer = {"id": message["id"], "seq": room.log.last_seq}
+            self.dedup.remember(client, msg_id, answer)
+        self._send(ws, ok(action.request, {**answer, "duplicate": True} if repeat else answer))
+        return True
 
 
 async def start_channels(host: str = "127.0.0.1", port: int = 0, **options: Any) -> ChannelServer:

@@ -14,6 +14,8 @@ The rules (the demo chat's interface, issue 9):
 - topics are ``room:<name>``, ``<name>`` 1 to 32 letters, digits, ``_`` or ``-``;
 - ``phx_join`` with ``{"name": nickname}`` → :class:`JoinRoom` (the I/O layer replies
   ok with ``{"history": [...]}``); joining a topic already joined leaves it first;
+  ``"last_seq"`` and ``"client"`` in the payload ask to resume (chapter 6, the rules are
+  :func:`course.wire.resume.resume_point`'s; :attr:`JoinRoom.resume`);
 - ``phx_leave`` → :class:`LeaveRoom` and an ok reply;
 - ``new_msg`` with ``{"body": text}`` → :class:`Say` (the I/O layer replies ok with the
   message's ``id``); ``typing`` with ``{}`` or ``{"typing": bool}`` → :class:`Typing`;
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 
 from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
 from course.wire.phoenix import PHOENIX_TOPIC, BadFrame, Event, Message, decode, error, ok, push
+from course.wire.resume import resume_point
 
 __all__ = ["ROOM_TOPIC", "NEW_MSG", "TYPING", "Action", "Send", "JoinRoom", "LeaveRoom", "Say",
            "Typing", "room_of", "malformed", "ChannelSession"]
@@ -75,6 +78,9 @@ class JoinRoom(Action):
     room: str
     name: str
     request: Message
+    #: ``(last_seq, client)`` when the join asks to resume (chapter 6,
+    #: :func:`course.wire.resume.resume_point`), else ``None``
+    resume: tuple[int, str | None] | None = None
 
     @property
     def join_ref(self) -> str | None:
@@ -198,11 +204,15 @@ class ChannelSession:
             name = text_field(message.payload, "name", MAX_NAME_CHARS)
         except ValueError as problem:
             return [Send(error(message, "bad payload", f'phx_join needs {{"name": nickname}}: {problem}'))]
+        try:  # resume (chapter 6): {"last_seq": n, "client": id}, both optional
+            resume = resume_point(message.payload)
+        except ValueError as problem:
+            return [Send(error(message, "bad payload", f"phx_join: {problem}"))]
         actions: list[Action] = []
         if message.topic in self.joined:  # a second join replaces the first, as in Phoenix
             actions.append(LeaveRoom(message.topic, room))
         self.joined[message.topic] = message.ref
-        actions.append(JoinRoom(message.topic, room, name, message))
+        actions.append(JoinRoom(message.topic, room, name, message, resume))
         return actions
 
     def close(self) -> list[LeaveRoom]:
