@@ -281,7 +281,7 @@ class MinibaseServer(AppService):
         for subscriber in list(self.subscribers):
             for listen in subscriber.covering():
                 if action is Action.MERGE and is_prefix(listen, base):
-                    subscriber.deliver("m", base, {join_path(k[len(base):]): v for k, v in writes})
+                    subscriber.deliver("m", base, {"/".join(k[len(base):]): v for k, v in writes})
                     continue
                 above = False
                 for keys, value in writes:
