@@ -500,12 +500,15 @@ async def start_minibase(host: str = "127.0.0.1", port: int = 0, **options: Any)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m course.net.minibase --host H --port P --db FILE [--rules R.json]``."""
+    """Command line: ``python -m course.net.minibase --host H --port P --db FILE [--rules R.json]
+    [--synchronous FULL|NORMAL]``."""
     parser = argparse.ArgumentParser(prog="python -m course.net.minibase", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--db", default="minibase.sqlite", help="SQLite file (default minibase.sqlite)")
     parser.add_argument("--rules", help="a JSON file of rules (default: open to all)")
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL",
+                        help="SQLite's synchronous pragma (default FULL: every ack is on disk)")
     args = parser.parse_args(argv)
     try:
         rules = json.loads(Path(args.rules).read_text()) if args.rules else OPEN_RULES
@@ -514,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot load the rules: {problem}", file=sys.stderr)
         return 1
     try:
-        return run_until_signal(lambda: start_minibase(args.host, args.port, database=args.db, rules=rules),
+        return run_until_signal(lambda: start_minibase(args.host, args.port, database=args.db, rules=rules,
+                                                                synchronous=args.synchronous),
                                 "serving on {url}")
     except (OSError, sqlite3.Error) as problem:
         print(f"cannot serve: {problem}", file=sys.stderr)
