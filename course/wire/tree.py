@@ -6,7 +6,8 @@ The whole database is one JSON value; every node has a slash path (``"rooms/lobb
 * ``None`` (JSON ``null``) means *no data*: writing it deletes, and a dict never holds it;
 * an empty dict is no data either: deleting the last child of a node deletes the node
   (empty nodes are **pruned** all the way up);
-* a list is stored as a dict keyed ``"0"``, ``"1"``... (as Firebase does).
+* a list is stored as a dict keyed ``"0"``, ``"1"``... (as Firebase does);
+* a float with no fraction is stored as an int (JavaScript has one number type: ``2.0`` is ``2``).
 
 Writes never change their argument: :func:`set_at`, :func:`update` and :func:`remove` return
 a new tree that shares the untouched branches with the old one (so the old tree is a free
@@ -134,6 +135,8 @@ def normalize(value: Any, *, depth: int = 0) -> Value:
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise TreeError(TreeErrorCode.BAD_VALUE, f"{value} is not a JSON number")
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 53:
+            return int(value)  # one number type, as in JavaScript: 2.0 is stored (and hashed) as 2
         return value
     if isinstance(value, (list, tuple)):
         value = {str(i): item for i, item in enumerate(value)}
