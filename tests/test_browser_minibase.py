@@ -27,7 +27,8 @@ class Kernel:
     """The server and the kernel's client, on an event loop in a thread (Playwright's sync
     API owns the test's own thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, database) -> None:
+        self.database = database
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -40,7 +41,7 @@ class Kernel:
         return asyncio.run_coroutine_threadsafe(asyncio.wait_for(inside(), timeout), self.loop).result(timeout + 1)
 
     async def start(self) -> None:
-        self.server = await start_minibase(rules=RULES)
+        self.server = await start_minibase(rules=RULES, database=self.database)
         self.db = await DbClient.connect(self.server.url, auth={"uid": "kernel"})
 
         def seen(event):
@@ -50,6 +51,14 @@ class Kernel:
         listener = self.db.listen("todos", seen)
         await listener.ready.wait()
 
+    async def stop_server(self) -> int:
+        self.server.close()
+        await self.server.wait_closed()
+        return self.server.port
+
+    async def restart_server(self, port: int) -> None:
+        self.server = await start_minibase(port=port, rules=RULES, database=self.database)
+
     async def stop(self) -> None:
         await self.db.close()
         self.server.close()
@@ -57,8 +66,8 @@ class Kernel:
 
 
 @pytest.fixture
-def kernel():
-    kernel = Kernel()
+def kernel(tmp_path):
+    kernel = Kernel(tmp_path / "todo.sqlite")
     kernel.call(kernel.start)
     try:
         yield kernel
@@ -112,6 +121,18 @@ def test_two_pages_and_the_kernel_share_one_list(chromium, kernel):
         kernel.call(lambda: kernel.db.remove(f"todos/{key}"))
         for page in pages:
             page.wait_for_function("() => document.querySelectorAll('#todos li').length === 1", timeout=5000)
+        # the server stops; a page writes offline; the server restarts on its file and port
+        before = kernel.server.tree
+        port = kernel.call(kernel.stop_server)
+        for page in pages:
+            page.wait_for_selector("#status.offline", timeout=5000)
+        two.fill("#text", "written offline")
+        two.click("button[type=submit]")
+        assert "written offline" in texts(two), "the offline write shows at once"
+        kernel.call(lambda: kernel.restart_server(port))
+        assert kernel.server.tree == before, "the restart lost data"
+        wait_kernel(kernel, lambda: any(t.get("text") == "written offline" for t in kernel.todos.values()))
+        one.wait_for_function("() => document.querySelectorAll('#todos li').length === 2", timeout=5000)
         # transactions from both pages and the kernel on one counter
         script = """async () => { const out = [];
             for (let i = 0; i < 10; i++) out.push((await window.db.transaction('counter', n => (n || 0) + 1)).committed);
