@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -301,3 +302,23 @@ def test_the_server_refuses_bad_rules_and_closes_its_file(tmp_path):
     from course.wire.rules import RulesError
     with pytest.raises(RulesError):
         MinibaseServer(tmp_path / "x.sqlite", rules={"rules": {".read": "import os"}})
+
+
+def test_writes_of_one_loop_turn_share_one_commit_and_a_failed_commit_undoes_them():
+    async def main():
+        async with await start_minibase(rules=RULES) as server:
+            db = await DbClient.connect(server.url)
+            await asyncio.gather(*(db.set(f"todos/{i}", i) for i in range(50)))
+            assert server.tree["todos"] == {str(i): i for i in range(50)}
+            assert server.commits < 50, f"{server.commits} commits for 50 pipelined writes"
+
+            def broken_disk(writes):
+                raise sqlite3.OperationalError("disk I/O error")
+
+            server.store.write = broken_disk
+            with pytest.raises(DbError) as caught:
+                await db.set("todos/lost", 1)
+            assert caught.value.status == "unavailable" and "disk I/O error" in str(caught.value)
+            assert "lost" not in server.tree["todos"] and db.value("todos/lost") is None
+            await db.close()
+    run(main)

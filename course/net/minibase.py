@@ -35,8 +35,11 @@ time in arrival order: a transaction's compare-and-set needs no lock.
 **Durability.**  SQLite in WAL mode with ``synchronous=FULL``: the WAL is synced to disk at
 every commit, so an acknowledged write survives a crash of the process *and* of the
 machine.  ``synchronous="NORMAL"`` syncs only at checkpoints: an acknowledged write survives
-the process dying but may be lost if the machine loses power.  The commit runs on the event
-loop (one fsync per write, a few ms): simple, ordered, and measured by
+the process dying but may be lost if the machine loses power.  Writes are applied in memory
+at once (so the next write, its rules and its transaction hash see them) and committed
+together at the end of the event loop's turn: one commit, one fsync, for every write that
+arrived meanwhile (a *group commit*); only then are listeners told and writers answered.
+The commit runs on the event loop (a few ms): simple, ordered, and measured by
 ``benchmarks/minibase.py``.
 
 **Auth.**  A teaching shortcut: a client *claims* its identity (``auth`` with
@@ -154,6 +157,17 @@ class Store:
         self.db.close()
 
 
+@dataclass
+class _Accepted:
+    # a write applied in memory, waiting for its commit
+    action: Action
+    keys: tuple[str, ...]
+    writes: list[tuple[tuple[str, ...], Value]]
+    old_tree: Value
+    new_tree: Value
+    done: Callable[[Status, Any], None]
+
+
 @dataclass(eq=False)
 class Subscriber:
     """Something listening: one WebSocket connection, or one SSE stream.
@@ -216,6 +230,8 @@ class MinibaseServer(AppService):
         self.fanout = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
         self.subscribers: set[Subscriber] = set()
         self.disconnect_writes = 0
+        self.commits = 0  #: SQLite commits (one per group of writes)
+        self._batch: list[_Accepted] = []
         self._sessions = itertools.count(1)
         self._streams: set[asyncio.Queue] = set()
         self.app = web.Application()
@@ -236,38 +252,70 @@ class MinibaseServer(AppService):
             queue.put_nowait(None)
         await self.fanout.stop(CloseCode.GOING_AWAY, "server stopping")
         await runner.cleanup()
+        self._flush()
         self.store.close()
 
     # ------------------------------------------------------------------ the one way to write
 
-    def write(self, action: Action, keys: tuple[str, ...], data: Any, *,
-              auth: Mapping[str, Any] | None = None, expected_hash: str | None = None,
-              check_rules: bool = True) -> tuple[Status, Any]:
-        """Apply one write: check it, store it, tell the listeners.
+    def submit(self, action: Action, keys: tuple[str, ...], data: Any, *,
+               done: Callable[[Status, Any], None], auth: Mapping[str, Any] | None = None,
+               expected_hash: str | None = None, check_rules: bool = True) -> None:
+        """Check one write and apply it to the tree in memory now; store it with the other
+        writes of this turn of the event loop (one SQLite commit for all: a *group commit*),
+        then tell the listeners and call ``done(status, data)``.
 
         Args:
             action: :data:`Action.PUT` (set ``keys`` to ``data``) or :data:`Action.MERGE`
                 (``data`` maps relative paths below ``keys`` to values).
             keys: where (``parse_path`` output).
             data: the value or the changes.
+            done: called once: ``(Status.OK, None)`` after the commit, or at once with a
+                refusal: ``(Status.DATASTALE, current value)``, ``(Status.PERMISSION_DENIED,
+                reason)``, ``(Status.INVALID_PATH | INVALID_DATA | TOO_BIG, reason)``;
+                ``(Status.UNAVAILABLE, reason)`` if SQLite failed (the writes of that
+                commit are undone in memory too).
             auth: the writer's claims, for the rules.
             expected_hash: a transaction's hash of the value at ``keys`` it was based on.
             check_rules: ``False`` for the server's own writes (the kernel's admin access).
-
-        Returns:
-            ``(Status.OK, None)``, or a refusal: ``(Status.DATASTALE, current value)``,
-            ``(Status.PERMISSION_DENIED, reason)``, ``(Status.INVALID_PATH |
-            INVALID_DATA | TOO_BIG, reason)``.
         """
         if expected_hash is not None and not matches(get(self.tree, keys), expected_hash):
-            return Status.DATASTALE, get(self.tree, keys)
+            done(Status.DATASTALE, get(self.tree, keys))
+            return
         status, reason, writes, new_tree = self._prepare(action, keys, data, auth, check_rules)
         if status is not Status.OK:
-            return status, reason
-        self.store.write(writes)
-        old_tree, self.tree = self.tree, new_tree
-        self._notify(action, keys, writes, old_tree)
-        return Status.OK, None
+            done(status, reason)
+            return
+        self._batch.append(_Accepted(action, keys, writes, self.tree, new_tree, done))
+        self.tree = new_tree
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def write(self, action: Action, keys: tuple[str, ...], data: Any, *,
+              auth: Mapping[str, Any] | None = None, expected_hash: str | None = None,
+              check_rules: bool = True) -> tuple[Status, Any]:
+        """:meth:`submit`, committed before it returns (with the writes waiting for their
+        group commit, if any); returns what ``done`` would receive."""
+        result: list[tuple[Status, Any]] = []
+        self.submit(action, keys, data, auth=auth, expected_hash=expected_hash, check_rules=check_rules,
+                    done=lambda status, data: result.append((status, data)))
+        self._flush()
+        return result[0]
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        try:
+            self.store.write([w for accepted in batch for w in accepted.writes])
+        except sqlite3.Error as error:
+            self.tree = batch[0].old_tree
+            for accepted in batch:
+                accepted.done(Status.UNAVAILABLE, f"the write could not be stored: {error}")
+            return
+        self.commits += 1
+        for accepted in batch:
+            self._notify(accepted)
+            accepted.done(Status.OK, None)
 
     def read(self, keys: tuple[str, ...] | str, auth: Mapping[str, Any] | None = None) -> tuple[Status, Any]:
         """``(Status.OK, value)`` if the rules let ``auth`` read there, else the refusal."""
@@ -277,7 +325,9 @@ class MinibaseServer(AppService):
             return Status.PERMISSION_DENIED, decision.reason
         return Status.OK, get(self.tree, keys)
 
-    def _notify(self, action: Action, base: tuple[str, ...], writes: list, old_tree: Value) -> None:
+    def _notify(self, accepted: "_Accepted") -> None:
+        action, base, writes = accepted.action, accepted.keys, accepted.writes
+        old_tree, new_tree = accepted.old_tree, accepted.new_tree
         for subscriber in list(self.subscribers):
             for listen in subscriber.covering():
                 if action is Action.MERGE and is_prefix(listen, base):
@@ -289,8 +339,8 @@ class MinibaseServer(AppService):
                         subscriber.deliver("d", keys, value)
                     elif is_prefix(keys, listen):
                         above = True
-                if above and get(old_tree, listen) != get(self.tree, listen):
-                    subscriber.deliver("d", listen, get(self.tree, listen))
+                if above and get(old_tree, listen) != get(new_tree, listen):
+                    subscriber.deliver("d", listen, get(new_tree, listen))
 
     # ------------------------------------------------------------------ WebSocket
 
@@ -307,7 +357,9 @@ class MinibaseServer(AppService):
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     try:
-                        send(self._answer(subscriber, dbproto.decode_request(msg.data)))
+                        answer = self._answer(subscriber, dbproto.decode_request(msg.data), send)
+                        if answer is not None:
+                            send(answer)
                     except BadRequest as error:
                         send(error.answer())
                 elif msg.type == WSMsgType.BINARY:
@@ -327,7 +379,8 @@ class MinibaseServer(AppService):
             self.disconnect_writes += status is Status.OK
         subscriber.on_disconnect.clear()
 
-    def _answer(self, sub: Subscriber, request: Request) -> str:
+    def _answer(self, sub: Subscriber, request: Request, send: Callable[[str], Any]) -> str | None:
+        # the reply to send now, or None when a write will reply after its commit
         action, keys = request.action, request.path
         if action is Action.AUTH:
             claims = self.authenticate(request.cred)
@@ -351,9 +404,9 @@ class MinibaseServer(AppService):
             sub.listens.discard(keys)
             return dbproto.reply(request.r, Status.OK)
         if action in (Action.PUT, Action.MERGE):
-            status, data = self.write(action, keys, request.data, auth=sub.auth,
-                                      expected_hash=request.hash)
-            return dbproto.reply(request.r, status, data)
+            self.submit(action, keys, request.data, auth=sub.auth, expected_hash=request.hash,
+                        done=lambda status, data, r=request.r: send(dbproto.reply(r, status, data)))
+            return None
         if action is Action.DISCONNECT_CANCEL:
             sub.on_disconnect[:] = [op for op in sub.on_disconnect if not is_prefix(keys, op[1])]
             return dbproto.reply(request.r, Status.OK)
@@ -426,19 +479,25 @@ class MinibaseServer(AppService):
                 return web.json_response({"error": "the body is not JSON"}, status=400)
         if request.method == "POST":
             name = self.push_ids(self.clock())
-            status, why = self.write(Action.PUT, keys + (name,), data, auth=auth)
+            status, why = await self._committed(Action.PUT, keys + (name,), data, auth)
             return self._rest_answer(status, why, {"name": name})
         if request.method == "PATCH":
-            status, why = self.write(Action.MERGE, keys, data, auth=auth)
+            status, why = await self._committed(Action.MERGE, keys, data, auth)
             return self._rest_answer(status, why, data)
-        status, why = self.write(Action.PUT, keys, data, auth=auth)
+        status, why = await self._committed(Action.PUT, keys, data, auth)
         return self._rest_answer(status, why, data if request.method == "PUT" else None)
+
+    async def _committed(self, action: Action, keys: tuple[str, ...], data: Any, auth: Any) -> tuple[Status, Any]:
+        future = asyncio.get_running_loop().create_future()
+        self.submit(action, keys, data, auth=auth,
+                    done=lambda status, why: future.done() or future.set_result((status, why)))
+        return await future
 
     @staticmethod
     def _rest_answer(status: Status, why: Any, body: Any) -> web.Response:
         if status is Status.OK:
             return web.json_response(body, dumps=lambda v: json.dumps(v, ensure_ascii=False))
-        code = {Status.PERMISSION_DENIED: 401, Status.TOO_BIG: 413}.get(status, 400)
+        code = {Status.PERMISSION_DENIED: 401, Status.TOO_BIG: 413, Status.UNAVAILABLE: 503}.get(status, 400)
         return web.json_response({"error": f"{status.value}: {why}"}, status=code)
 
     async def _stream(self, request: web.Request, keys: tuple[str, ...], auth: Any) -> web.StreamResponse:

@@ -63,6 +63,7 @@ class Status(str, enum.Enum):
     INVALID_DATA = "invalid_data"            #: not a JSON value the tree holds
     TOO_BIG = "too_big"                      #: the value is over the server's bound
     BAD_REQUEST = "bad_request"              #: a body without the fields of its action
+    UNAVAILABLE = "unavailable"              #: the server could not store the write
 
 
 _PATH_ACTIONS = set(Action)
