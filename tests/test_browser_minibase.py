@@ -4,13 +4,27 @@ the server serves) and the kernel's ``DbClient`` works on the same list."""
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import threading
 
 import pytest
 
 from course.net.dbclient import DbClient
 from course.net.minibase import start_minibase
-from course.wire.dbevents import Kind
+from course.wire.dbevents import Kind, child_events
+from course.wire.pushid import PUSH_CHARS, next_push_id
+
+OLD = {"a": 1, "b": 2, "10": 3, "x": {"y": 1}}
+NEW = {"b": 5, "c": 1, "9": 0, "10": 3, "x": {"y": 2}}
+
+
+def push_id_digits(push_id: str) -> int:
+    """The 72 random bits of a push id as one number."""
+    number = 0
+    for char in push_id[8:]:
+        number = number * 64 + PUSH_CHARS.index(char)
+    return number
 
 pytestmark = pytest.mark.browser
 
@@ -141,6 +155,18 @@ def test_two_pages_and_the_kernel_share_one_list(chromium, kernel):
         results = [page.evaluate(script) for page in pages]  # one after the other (sync API), the kernel meanwhile
         assert all(all(r) for r in results) and futures[0].result(10) == 10
         assert kernel.server.tree["counter"] == 30
+        # the JavaScript port agrees with the Python one (push ids, child events)
+        js = one.evaluate("""async () => { const m = await import('/minibase.js');
+            const state = { lastMs: null, lastRandom: [] };
+            const ids = [m.nextPushId(1700000000000, state), m.nextPushId(1700000000000, state)];
+            return { ids, events: m.childEvents('/', OLD, NEW) }; }""".replace("OLD", json.dumps(OLD))
+                          .replace("NEW", json.dumps(NEW)))
+        first, second = js["ids"]
+        assert first[:8] == next_push_id(1700000000000, None, [0] * 12, random.Random(0))[0][:8]
+        assert second[:8] == first[:8] and second > first
+        assert push_id_digits(second) == push_id_digits(first) + 1
+        assert [(e["kind"], e["key"], e["value"], e["previous"]) for e in js["events"]] == [
+            (e.kind.value, e.key, e.value, e.previous) for e in child_events("/", OLD, NEW)]
     finally:
         for page in pages:
             page.close()

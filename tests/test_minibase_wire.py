@@ -11,15 +11,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from course.wire import dbproto, tree
-from course.wire.dbevents import (DbEvent, Kind, child_events, events_for, initial_events, key_order,
-                                  replay, sorted_keys, touches)
+from course.wire.dbevents import DbEvent, Kind, child_events, events_for, initial_events, replay, touches
 from course.wire.dbproto import Action, BadRequest, Hello, Push, Reply, Status
 from course.wire.envelope import BadMessage, ErrorCode
 from course.wire.pushid import PUSH_CHARS, PushIds, next_push_id, push_id_time
 from course.wire.rules import (RulesError, can_read, can_write, compile_expression, compile_rules,
                                evaluate)
 from course.wire.transaction import MAX_RETRIES, Step, matches, next_step, retry_delay, value_hash
-from course.wire.tree import TreeError, TreeErrorCode
+from course.wire.tree import TreeError, TreeErrorCode, format_tree, key_order, sorted_keys
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -346,3 +345,12 @@ def test_malformed_frames_get_clear_answers(frame, r, status, code):
         assert answer["d"]["r"] == r and answer["d"]["b"]["s"] == status.value and answer["d"]["b"]["d"]
     with pytest.raises(BadMessage):
         dbproto.decode_server('{"t":"d","d":{"a":"q"}}')
+
+
+def test_format_tree_draws_the_tree_in_key_order():
+    text = format_tree({"todos": {"a": {"text": "milk", "done": False}}, "n": 3, "10": "x" * 100})
+    assert text.splitlines() == [
+        "/", "├─ 10: \"" + "x" * 58 + "…", "├─ n: 3", "└─ todos", "   └─ a", "      ├─ done: false",
+        "      └─ text: \"milk\""]
+    assert format_tree(None) == "/: null" and format_tree(5, name="/n") == "/n: 5"
+    assert format_tree({str(i): i for i in range(10)}, max_lines=3).splitlines()[-1] == "… 8 more lines"

@@ -215,7 +215,7 @@ class DbClient:
         while not self._closed:
             try:
                 async with websockets.connect(self.url, max_size=None, open_timeout=5,
-                                              ping_interval=20, ping_timeout=20) as ws:
+                                              ping_interval=20, ping_timeout=20, close_timeout=2) as ws:
                     hello = dbproto.decode_server(await asyncio.wait_for(ws.recv(), 5))
                     if isinstance(hello, Hello):
                         self.server_time_offset = hello.ts - int(time.time() * 1000)

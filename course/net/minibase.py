@@ -201,6 +201,9 @@ class MinibaseServer(AppService):
         authenticate: ``authenticate(cred) -> claims or None`` (default :func:`trust_claims`).
         clock: milliseconds since 1970 (``now`` in rules, push ids of REST ``POST``).
         queue_size, grace, max_bytes, close_timeout: the fanout bounds (slow listeners).
+        heartbeat: seconds between the server's pings; a connection that does not answer
+            within half of it is closed and its onDisconnect writes run (a client whose
+            cable was pulled sends no FIN: without pings it would stay "online" forever).
 
     Attributes:
         tree: the current data.
@@ -209,6 +212,7 @@ class MinibaseServer(AppService):
 
     Raises:
         RulesError: rules that do not compile.
+        ValueError: a bad ``heartbeat`` or ``synchronous``.
     """
 
     scheme = "ws"
@@ -219,7 +223,10 @@ class MinibaseServer(AppService):
                  authenticate: Callable[[Any], dict[str, Any] | None] = trust_claims,
                  clock: Callable[[], int] = lambda: int(time.time() * 1000),
                  queue_size: int = 256, grace: float = 2.0, max_bytes: int = 8 * 1024 * 1024,
-                 close_timeout: float = 2.0) -> None:
+                 close_timeout: float = 2.0, heartbeat: float | None = 20.0) -> None:
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError(f"heartbeat must be > 0 seconds or None, got {heartbeat}")
+        self.heartbeat = heartbeat
         self.rules: RuleNode = compile_rules(rules)
         self.store = Store(database, synchronous=synchronous)
         self.tree: Value = self.store.load()
@@ -345,7 +352,7 @@ class MinibaseServer(AppService):
     # ------------------------------------------------------------------ WebSocket
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=self.heartbeat)
         if not await join_aiohttp(self.fanout, request, ws):
             return ws
         send = lambda text: self.fanout.send(ws, text)  # noqa: E731
@@ -516,15 +523,16 @@ class MinibaseServer(AppService):
                                                        ensure_ascii=False), event=event))
             except asyncio.QueueFull:  # a stream that does not keep up is ended
                 self.subscribers.discard(subscriber)
-                queue._queue.clear()  # noqa: SLF001 - make room for the end marker
+                while not queue.empty():
+                    queue.get_nowait()
                 queue.put_nowait(None)
 
         subscriber = Subscriber(deliver, auth, {keys})
         self._streams.add(queue)
+        self.subscribers.add(subscriber)  # before the first await: no write falls in between
         try:
             await response.write(format_sse(json.dumps({"path": "/", "data": value}, ensure_ascii=False),
                                             event="put").encode())
-            self.subscribers.add(subscriber)
             while True:
                 try:
                     async with asyncio.timeout(_KEEPALIVE):

@@ -16,25 +16,21 @@ below ``P`` (their subtree may have been replaced): :func:`touches`.
 :func:`child_events` is the heart, the child events of one listener for one write;
 :func:`events_for` adds ``value``; :func:`initial_events` is what a new listener gets;
 :func:`replay` applies events to a snapshot (they rebuild the new one).  Children are
-ordered as Firebase orders keys: keys that are 32-bit integers first, by number, then the
-others as strings (:func:`key_order`).
+ordered as Firebase orders keys (:func:`course.wire.tree.key_order`).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from course.wire.tree import Value, get, is_prefix, parse_path
+from course.wire.tree import Value, get, is_prefix, parse_path, sorted_keys
 
-__all__ = ["Kind", "DbEvent", "key_order", "sorted_keys", "touches", "child_events", "events_for",
+__all__ = ["Kind", "DbEvent", "touches", "child_events", "events_for",
            "initial_events", "replay"]
 
-_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
-_INTEGER = re.compile(r"-?0*[0-9]{1,10}", re.ASCII)
 
 
 class Kind(str, enum.Enum):
@@ -65,19 +61,6 @@ class DbEvent:
     key: str | None
     value: Value
     previous: str | None = None
-
-
-def key_order(key: str) -> tuple[int, int, int, str]:
-    """Sort key of a child key, as Firebase's ``nameCompare``: keys that are 32-bit integers
-    (``-?0*\\d{1,10}``) first, by number (then the shorter first), then the others as strings."""
-    if _INTEGER.fullmatch(key) and _INT_MIN <= int(key) <= _INT_MAX:
-        return (0, int(key), len(key), "")
-    return (1, 0, 0, key)
-
-
-def sorted_keys(node: Value) -> list[str]:
-    """The child keys of ``node`` in Firebase's order (``[]`` for a leaf or ``None``)."""
-    return sorted(node, key=key_order) if isinstance(node, dict) else []
 
 
 def touches(listener: str | tuple[str, ...], written: str | tuple[str, ...]) -> bool:

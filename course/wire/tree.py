@@ -24,13 +24,15 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
     "Value", "TreeErrorCode", "TreeError", "MAX_DEPTH", "MAX_KEY_BYTES", "MAX_VALUE_BYTES",
     "FORBIDDEN_KEY_CHARS", "parse_path", "join_path", "check_key", "normalize", "canonical",
-    "check_size", "get", "set_at", "update", "remove", "is_prefix", "leaves",
+    "check_size", "get", "set_at", "update", "remove", "is_prefix", "leaves", "key_order", "sorted_keys",
+    "format_tree",
 ]
 
 Value = Any  #: ``None``, a bool, a number, a string, or a dict of them (never empty, never holding None)
@@ -39,6 +41,8 @@ MAX_DEPTH = 32              #: levels below the root (Firebase: 32)
 MAX_KEY_BYTES = 768         #: UTF-8 bytes in one key (Firebase: 768)
 MAX_VALUE_BYTES = 1 << 20   #: default bound of one written value, canonical JSON bytes
 FORBIDDEN_KEY_CHARS = ".$#[]/"  #: plus ASCII control characters (0-31, 127)
+_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
+_INTEGER = re.compile(r"-?0*[0-9]{1,10}", re.ASCII)
 
 
 class TreeErrorCode(str, enum.Enum):
@@ -256,3 +260,57 @@ def leaves(value: Value, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, 
     for key, child in value.items():
         out.extend(leaves(child, prefix + (key,)))
     return out
+
+
+def key_order(key: str) -> tuple[int, int, int, str]:
+    """Sort key of a child key, as Firebase's ``nameCompare``: keys that are 32-bit integers
+    (``-?0*[0-9]{1,10}``) first, by number (then the shorter first), then the others as strings."""
+    if _INTEGER.fullmatch(key) and _INT_MIN <= int(key) <= _INT_MAX:
+        return (0, int(key), len(key), "")
+    return (1, 0, 0, key)
+
+
+def sorted_keys(node: Value) -> list[str]:
+    """The child keys of ``node`` in Firebase's order (``[]`` for a leaf or ``None``)."""
+    return sorted(node, key=key_order) if isinstance(node, dict) else []
+
+
+def format_tree(value: Value, *, name: str = "/", max_lines: int = 200, max_chars: int = 60) -> str:
+    """The tree as indented text, children in key order, leaves as JSON::
+
+        /
+        ├─ n: 3
+        └─ todos
+           └─ a
+              ├─ done: false
+              └─ text: "milk"
+
+    Args:
+        value: the tree (or a subtree).
+        name: the first line.
+        max_lines: lines at most; the rest is summed up in one last line.
+        max_chars: a leaf longer than this is cut, with ``…``.
+    """
+    def leaf(v: Value) -> str:
+        text = json.dumps(v, ensure_ascii=False)
+        return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+
+    lines = [name if not isinstance(value, (str, int, float, bool)) else f"{name}: {leaf(value)}"]
+
+    def walk(node: Value, indent: str) -> None:
+        keys = sorted_keys(node)
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            child = node[key]
+            branch = "└─ " if last else "├─ "
+            lines.append(indent + branch + (key if isinstance(child, dict) else f"{key}: {leaf(child)}"))
+            if isinstance(child, dict):
+                walk(child, indent + ("   " if last else "│  "))
+
+    if isinstance(value, dict):
+        walk(value, "")
+    if value is None:
+        lines[0] += ": null"
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"… {len(lines) - max_lines} more lines"]
+    return "\n".join(lines)
