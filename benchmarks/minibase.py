@@ -12,7 +12,11 @@ SQLite file, so the clients' event loop does not share its time with the server'
    the server's ``ok`` (= committed) before the next one; the count of acknowledged writes
    divided by the elapsed time.  Then the same writes with ``--pipeline`` writes in flight
    per client.
-3. **SQLite alone**: ``Store.write`` in a loop, no network (the ceiling the server can reach
+3. **Contention** (``--contention``): ``--clients`` clients each run ``--each`` transactions
+   ``n + 1`` on one counter at once, then the same with plain read-then-write; prints the
+   final counts, how many transactions gave up after 25 retries (``maxretry``), and the
+   retries in all.
+4. **SQLite alone**: ``Store.write`` in a loop, no network (the ceiling the server can reach
    with one commit per write).
 
 Each part runs with ``synchronous=FULL`` (the WAL is synced at every commit: an ack means
@@ -23,6 +27,7 @@ Usage::
 
     python benchmarks/minibase.py                      # ~20 s
     python benchmarks/minibase.py --writes 300 --json
+    python benchmarks/minibase.py --contention --clients 50 --each 10
 
 Numbers depend on the disk (fsync) far more than on the CPU: quote the machine with them.
 """
@@ -107,6 +112,33 @@ async def acknowledged(url: str, clients: int, writes: int, pipeline: int) -> fl
     return clients * writes / elapsed
 
 
+async def contention(url: str, clients: int, each: int) -> dict:
+    """``clients`` x ``each`` transactions on one counter, then read-then-write."""
+    dbs = [await DbClient.connect(url) for _ in range(clients)]
+
+    async def transactions(db: DbClient) -> list:
+        return [await db.transaction("bench/tx", lambda n: (n or 0) + 1) for _ in range(each)]
+
+    async def read_then_write(db: DbClient) -> None:
+        for _ in range(each):
+            n = await db.get("bench/naive")
+            await db.set("bench/naive", (n or 0) + 1)
+
+    start = time.perf_counter()
+    async with asyncio.timeout(300):
+        results = [r for rs in await asyncio.gather(*(transactions(db) for db in dbs)) for r in rs]
+        elapsed = time.perf_counter() - start
+        await asyncio.gather(*(read_then_write(db) for db in dbs))
+        counts = await dbs[0].get("bench")
+    for db in dbs:
+        await db.close()
+    return {"expected": clients * each, "transactions": counts["tx"], "read_then_write": counts["naive"],
+            "committed": sum(r.committed for r in results),
+            "maxretry": sum(r.status == "maxretry" for r in results),
+            "retries": sum(r.retries for r in results), "max_retries_one": max(r.retries for r in results),
+            "seconds": elapsed}
+
+
 def sqlite_alone(database: Path, synchronous: str, writes: int) -> float:
     """``Store.write`` per second, one commit per write, no network."""
     store = Store(database, synchronous=synchronous)
@@ -148,7 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="writing clients (default 4)")
     parser.add_argument("--pipeline", type=int, default=16, help="writes in flight per client (default 16)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--contention", action="store_true", help="only the counter under contention")
+    parser.add_argument("--each", type=int, default=10, help="transactions per client (--contention, default 10)")
     args = parser.parse_args(argv)
+    if args.contention:
+        if not (1 <= args.clients <= 200 and 1 <= args.each <= 200):
+            parser.error("--clients 1..200, --each 1..200")
+        with tempfile.TemporaryDirectory() as folder:
+            process, url = start_server(Path(folder) / "c.sqlite", "FULL")
+            try:
+                result = asyncio.run(contention(url, args.clients, args.each))
+            finally:
+                process.terminate()
+                process.wait(10)
+        print(json.dumps(result, indent=2) if args.json else
+              f"{args.clients} clients x {args.each}: transactions reached {result['transactions']} "
+              f"of {result['expected']} ({result['committed']} committed, {result['maxretry']} gave up "
+              f"after 25 retries; {result['retries']} retries in all, at most {result['max_retries_one']} "
+              f"for one; {result['seconds']:.2f} s); read-then-write reached {result['read_then_write']}")
+        return 0
     if not (1 <= args.writes <= 20000 and 1 <= args.clients <= 50 and 1 <= args.pipeline <= 256):
         parser.error("--writes 1..20000, --clients 1..50, --pipeline 1..256")
     results = measure(args.writes, args.clients, args.pipeline)

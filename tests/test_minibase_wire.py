@@ -307,7 +307,7 @@ def test_transaction_hash_and_retry_decision():
     assert next_step("datastale", MAX_RETRIES) is Step.GIVE_UP
     assert next_step("permission_denied", 0) is Step.FAIL
     rng = random.Random(3)
-    assert all(0 <= retry_delay(n, rng) < 0.05 for n in range(30))
+    assert all(0 <= retry_delay(n, rng) <= min(0.2, 0.002 * 2 ** n) for n in range(30))
 
 
 def test_requests_round_trip():

@@ -62,8 +62,13 @@ def next_step(status: str, retries: int, max_retries: int = MAX_RETRIES) -> Step
     return Step.RETRY if retries < max_retries else Step.GIVE_UP
 
 
-def retry_delay(retries: int, rng: random.Random, *, base: float = 0.001, cap: float = 0.05) -> float:
-    """Seconds to wait before retry number ``retries + 1``: a random jitter in
-    ``[0, min(cap, base * 2**retries))``.  Firebase retries at once; with dozens of
-    clients on one counter a little jitter keeps one unlucky client from losing 25 rounds."""
+def retry_delay(retries: int, rng: random.Random, *, base: float = 0.002, cap: float = 0.2) -> float:
+    """Seconds to wait before retry number ``retries + 1``: exponential backoff with full
+    jitter, a random delay in ``[0, min(cap, base * 2**retries))``.
+
+    Firebase retries at once.  With dozens of clients on one counter, retrying at once
+    means every retry collides with every other: one client wins each round trip and the
+    others burn a retry each, so some reach 25.  Waiting longer after each loss spreads
+    them out (measured with 50 clients: ``benchmarks/minibase.py --contention``).
+    """
     return rng.uniform(0, min(cap, base * 2 ** retries))
