@@ -323,3 +323,26 @@ def test_writes_of_one_loop_turn_share_one_commit_and_a_failed_commit_undoes_the
             assert "lost" not in server.tree["todos"] and db.value("todos/lost") is None
             await db.close()
     run(main)
+
+
+def test_tree_view_shows_the_tree_and_the_events_as_text():
+    from course.ui.dbtree import TreeView
+
+    async def main():
+        async with await start_minibase(rules=RULES) as server:
+            db = await DbClient.connect(server.url)
+            view = TreeView("/todos", max_events=3)
+            listener = view.watch(db, "todos")
+            await listener.ready.wait()
+            await db.set("todos/a", {"text": "<b>milk</b>"})
+            await db.update("todos", {"b": 1, "a/done": True})
+            assert view.text.splitlines() == ["/todos", "├─ a", "│  ├─ done: true",
+                                              '│  └─ text: "<b>milk</b>"', "└─ b: 1"]
+            assert list(view.events) == ["child_added b 1 (after a)",  # removed, added, changed, value
+                                         'child_changed a {"done": true, "text": "<b>milk</b>"}',
+                                         'value {"a": {"done": true, "text": "<b>milk</b>"}, "b":…']
+            assert "<b>" not in view._tree.value and "&lt;b&gt;milk" in view._tree.value
+            assert repr(view) == "TreeView(title='/todos', events=5)"
+            listener.close()
+            await db.close()
+    run(main)
