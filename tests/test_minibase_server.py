@@ -342,7 +342,7 @@ def test_tree_view_shows_the_tree_and_the_events_as_text():
                                          'child_changed a {"done": true, "text": "<b>milk</b>"}',
                                          'value {"a": {"done": true, "text": "<b>milk</b>"}, "b":…']
             assert "<b>" not in view._tree.value and "&lt;b&gt;milk" in view._tree.value
-            assert repr(view) == "TreeView(title='/todos', events=5)"
+            assert repr(view) == "TreeView(title='/todos', events=6)"
             listener.close()
             await db.close()
     run(main)
