@@ -125,7 +125,11 @@ def test_bad_paths_and_oversized_values_are_refused_clearly():
                     got = answer["d"]["b"]["s"] if answer["t"] == "d" else answer["d"]["d"]["code"]
                     assert got == expected, (frame, answer)
             assert server.tree == {"todos": {"ok": 1}}
+            with pytest.raises(websockets.InvalidStatus):  # cross-site WebSocket hijacking
+                await websockets.connect(server.url, origin="http://evil.example")
             await ada.close()
+            with pytest.raises(ConnectionError):
+                ada.set("todos/late", 1)
     run(main)
 
 

@@ -405,6 +405,8 @@ class DbClient:
         return key, self.set(f"{path.rstrip('/')}/{key}", value)
 
     def _queue_write(self, action: Action, keys: tuple[str, ...], data: Any) -> asyncio.Future:
+        if self._closed:
+            raise ConnectionError("this client is closed")
         before = self.visible()
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "not retrieved"

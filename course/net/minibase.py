@@ -67,6 +67,7 @@ from aiohttp import WSMsgType, web
 from course.net.fanout import Fanout, join_aiohttp
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
+from course.wire.origin import origin_allowed
 from course.wire import dbproto
 from course.wire.dbproto import Action, BadRequest, Request, Status
 from course.wire.pushid import PushIds
@@ -204,6 +205,9 @@ class MinibaseServer(AppService):
         heartbeat: seconds between the server's pings; a connection that does not answer
             within half of it is closed and its onDisconnect writes run (a client whose
             cable was pulled sends no FIN: without pings it would stay "online" forever).
+        allowed_origins: the browser pages that may open ``/.ws`` besides the server's own
+            (:func:`course.wire.origin.origin_allowed`; ``"*"``: any), against cross-site
+            WebSocket hijacking (chapter 6).
 
     Attributes:
         tree: the current data.
@@ -223,10 +227,12 @@ class MinibaseServer(AppService):
                  authenticate: Callable[[Any], dict[str, Any] | None] = trust_claims,
                  clock: Callable[[], int] = lambda: int(time.time() * 1000),
                  queue_size: int = 256, grace: float = 2.0, max_bytes: int = 8 * 1024 * 1024,
-                 close_timeout: float = 2.0, heartbeat: float | None = 20.0) -> None:
+                 close_timeout: float = 2.0, heartbeat: float | None = 20.0,
+                 allowed_origins: str | set[str] | None = None) -> None:
         if heartbeat is not None and not heartbeat > 0:
             raise ValueError(f"heartbeat must be > 0 seconds or None, got {heartbeat}")
         self.heartbeat = heartbeat
+        self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
         self.rules: RuleNode = compile_rules(rules)
         self.store = Store(database, synchronous=synchronous)
         self.tree: Value = self.store.load()
@@ -352,6 +358,8 @@ class MinibaseServer(AppService):
     # ------------------------------------------------------------------ WebSocket
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if not origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins):
+            return web.Response(status=403, text="origin not allowed\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=self.heartbeat)
         if not await join_aiohttp(self.fanout, request, ws):
             return ws
