@@ -350,3 +350,34 @@ def test_tree_view_shows_the_tree_and_the_events_as_text():
             listener.close()
             await db.close()
     run(main)
+
+
+def test_the_transaction_loop_alone_against_a_compare_and_set_cell():
+    from course.net.dbclient import run_transaction
+    from course.wire.transaction import MAX_RETRIES, matches
+
+    cell = {"value": 5, "puts": 0, "others": 3}  # three other writers get in first
+    waits = []
+
+    async def put(new, digest):
+        cell["puts"] += 1
+        if cell["others"]:
+            cell["others"] -= 1
+            cell["value"] += 1
+        if not matches(cell["value"], digest):
+            return "datastale", cell["value"]
+        cell["value"] = new
+        return "ok", None
+
+    async def sleep(seconds):
+        waits.append(seconds)
+
+    result = asyncio.run(run_transaction(put, lambda n: n * 10, 5, sleep=sleep))
+    assert (result.committed, result.value, result.retries, cell["value"]) == (True, 80, 3, 80)
+    assert len(waits) == 3 and all(w >= 0 for w in waits)
+
+    async def always_stale(new, digest):
+        return "datastale", "someone else's"
+
+    result = asyncio.run(run_transaction(always_stale, lambda v: 1, None, sleep=sleep))
+    assert (result.committed, result.status, result.retries) == (False, "maxretry", MAX_RETRIES)

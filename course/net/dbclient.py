@@ -40,7 +40,7 @@ import itertools
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,7 @@ from course.wire.pushid import PushIds
 from course.wire.transaction import MAX_RETRIES, Step, next_step, retry_delay, value_hash
 from course.wire.tree import Value, get, is_prefix, join_path, normalize, parse_path, set_at, update
 
-__all__ = ["DbError", "TransactionResult", "Listener", "DbClient", "ABORT"]
+__all__ = ["DbError", "TransactionResult", "Listener", "DbClient", "ABORT", "run_transaction"]
 
 ABORT = object()  #: return it from a transaction's function to give up without writing
 
@@ -126,6 +126,41 @@ class Listener:
         if self.queue is None:
             raise TypeError("a listener with a callback is not an iterator")
         return await self.queue.get()
+
+
+async def run_transaction(put: Callable[[Value, str], Awaitable[tuple[str, Any]]],
+                          function: Callable[[Value], Any], current: Value, *,
+                          max_retries: int = MAX_RETRIES, rng: random.Random | None = None,
+                          sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> TransactionResult:
+    """The transaction loop, whatever carries the put (the client's WebSocket, a test's fake).
+
+    Args:
+        put: ``await put(new_value, hash_of_current)`` → ``(status, data)``: ``("ok", _)``,
+            or ``("datastale", the server's value)``; it raises for any other refusal.
+        function: the update, run on the value believed current (returns the new value,
+            or :data:`ABORT`).
+        current: the value believed current at first (the cache's, or a fresh ``get``).
+        max_retries: how many times the function may run again after ``datastale``.
+        rng: the jitter's random generator.
+        sleep: how to wait between tries (:func:`course.wire.transaction.retry_delay`).
+
+    Returns:
+        The :class:`TransactionResult`: ``"ok"``, ``"maxretry"`` or ``"aborted"``.
+    """
+    rng = rng or random.Random()
+    retries = 0
+    while True:
+        new = function(current)
+        if new is ABORT:
+            return TransactionResult(False, current, retries, "aborted")
+        status, data = await put(new, value_hash(current))
+        step = next_step(status, retries, max_retries)
+        if step is Step.DONE:
+            return TransactionResult(True, normalize(new), retries, "ok")
+        if step is not Step.RETRY:  # GIVE_UP (FAIL: put raised already)
+            return TransactionResult(False, current, retries, step.value)
+        current, retries = data, retries + 1
+        await sleep(retry_delay(retries, rng))
 
 
 @dataclass(eq=False)
@@ -476,25 +511,19 @@ class DbClient:
                 current = get(self.server_cache, keys)
             else:
                 current = await self.get(where)
-            retries = 0
-            while True:
-                new = function(current)
-                if new is ABORT:
-                    return TransactionResult(False, current, retries, "aborted")
+
+            async def put(new: Value, digest: str) -> tuple[str, Any]:
                 new = normalize(new, depth=len(keys))
-                reply = await self._request(Action.PUT, {"p": where, "d": new, "h": value_hash(current)})
-                step = next_step(reply.status, retries, max_retries)
-                if step is Step.DONE:
+                reply = await self._request(Action.PUT, {"p": where, "d": new, "h": digest})
+                if reply.status == Status.OK.value:
                     before = self.visible()
                     self.server_cache = set_at(self.server_cache, keys, new)
                     self._fire(before)
-                    return TransactionResult(True, new, retries, "ok")
-                if step is Step.GIVE_UP:
-                    return TransactionResult(False, current, retries, "maxretry")
-                if step is Step.FAIL:
+                elif reply.status != Status.DATASTALE.value:
                     raise DbError(reply.status, str(reply.data), where)
-                current, retries = reply.data, retries + 1
-                await asyncio.sleep(retry_delay(retries, self.rng))
+                return reply.status, reply.data
+
+            return await run_transaction(put, function, current, max_retries=max_retries, rng=self.rng)
 
     # ------------------------------------------------------------------ onDisconnect, presence
 

@@ -124,11 +124,18 @@ class Store:
         self.commits = 0
 
     def load(self) -> Value:
-        """The whole tree, read from the file."""
-        tree: Value = None
+        """The whole tree, read from the file (one pass: dicts are built in place)."""
+        root: dict[str, Any] = {}
         for path, text in self.db.execute("SELECT path, value FROM leaves"):
-            tree = set_at(tree, tuple(path.split("/")[1:]) if path != "/" else (), json.loads(text))
-        return tree
+            value = json.loads(text)
+            if path == "/":
+                return value
+            node = root
+            *parents, last = path.split("/")[1:]
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = value
+        return root or None
 
     def write(self, writes: list[tuple[tuple[str, ...], Value]]) -> None:
         """Replace the subtree at each path with its value (normalized; ``None`` deletes),
