@@ -29,8 +29,13 @@ and updates are idempotent, so that is harmless.
 **Transactions** are not latency-compensated here (Firebase shows them locally with
 ``applyLocally``): :meth:`DbClient.transaction` runs the function on the cached value (or
 a fresh ``get``), sends the result with the hash of that value, and retries on
-``datastale`` with the value the server returns, up to :data:`MAX_RETRIES` times, with a
-small random jitter (:func:`course.wire.transaction.retry_delay`).
+``datastale`` with the value the server returns, up to :data:`MAX_RETRIES` times, after a
+random, growing delay (:func:`course.wire.transaction.retry_delay`).  The loop itself is
+:func:`run_transaction`.  A transaction whose put was in flight when the connection
+dropped is sent again with the same hash: if the first one had been applied, the hash no
+longer matches, and the function runs again on the new value (it is applied twice).  An
+idempotency key (a transaction id the server remembers) would close that window;
+minibase has none.
 """
 
 from __future__ import annotations
@@ -205,6 +210,10 @@ class DbClient:
         self._task: asyncio.Task | None = None
         self._auth_reply: asyncio.Future | None = None
         self._out: asyncio.Queue[str] | None = None
+
+    def __repr__(self) -> str:  # stable text for notebooks
+        return (f"DbClient(connected={self.connected}, listeners={sum(map(len, self.listeners.values()))}, "
+                f"pending={len(self.pending)})")
 
     # ------------------------------------------------------------------ connection
 
