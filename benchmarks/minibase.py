@@ -15,7 +15,7 @@ SQLite file, so the clients' event loop does not share its time with the server'
 3. **Contention** (``--contention``): ``--clients`` clients each run ``--each`` transactions
    ``n + 1`` on one counter at once, then the same with plain read-then-write; prints the
    final counts, how many transactions gave up after 25 retries (``maxretry``), and the
-   retries in all.
+   retries in all; then ``{".sv": {"increment": 1}}`` writes (the server adds).
 4. **SQLite alone**: ``Store.write`` in a loop, no network (the ceiling the server can reach
    with one commit per write).
 
@@ -129,10 +129,12 @@ async def contention(url: str, clients: int, each: int) -> dict:
         results = [r for rs in await asyncio.gather(*(transactions(db) for db in dbs)) for r in rs]
         elapsed = time.perf_counter() - start
         await asyncio.gather(*(read_then_write(db) for db in dbs))
+        await asyncio.gather(*(db.set("bench/sv", {".sv": {"increment": 1}}) for db in dbs for _ in range(each)))
         counts = await dbs[0].get("bench")
     for db in dbs:
         await db.close()
     return {"expected": clients * each, "transactions": counts["tx"], "read_then_write": counts["naive"],
+            "server_increment": counts["sv"],
             "committed": sum(r.committed for r in results),
             "maxretry": sum(r.status == "maxretry" for r in results),
             "retries": sum(r.retries for r in results), "max_retries_one": max(r.retries for r in results),
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.clients} clients x {args.each}: transactions reached {result['transactions']} "
               f"of {result['expected']} ({result['committed']} committed, {result['maxretry']} gave up "
               f"after 25 retries; {result['retries']} retries in all, at most {result['max_retries_one']} "
-              f"for one; {result['seconds']:.2f} s); read-then-write reached {result['read_then_write']}")
+              f"for one; {result['seconds']:.2f} s); read-then-write reached {result['read_then_write']}; "
+              f"server-value increments reached {result['server_increment']}")
         return 0
     if not (1 <= args.writes <= 20000 and 1 <= args.clients <= 50 and 1 <= args.pipeline <= 256):
         parser.error("--writes 1..20000, --clients 1..50, --pipeline 1..256")

@@ -381,3 +381,29 @@ def test_the_transaction_loop_alone_against_a_compare_and_set_cell():
 
     result = asyncio.run(run_transaction(always_stale, lambda v: 1, None, sleep=sleep))
     assert (result.committed, result.status, result.retries) == (False, "maxretry", MAX_RETRIES)
+
+
+def test_server_values_count_exactly_without_transactions():
+    clock = {"now": 1_000}
+
+    async def main():
+        async with await start_minibase(rules=RULES, clock=lambda: clock["now"]) as server:
+            dbs = [await DbClient.connect(server.url) for _ in range(10)]
+            seen = dbs[0].listen("counter/inc")
+            await seen.ready.wait()
+            written = [db.set("counter/inc", {".sv": {"increment": 1}}) for db in dbs for _ in range(20)]
+            assert dbs[0].value("counter/inc") == 20, "the client's own increments show at once"
+            await asyncio.gather(*written)
+            assert server.tree["counter"]["inc"] == 200
+            await until(lambda: dbs[0].value("counter/inc") == 200)
+            await dbs[1].update("counter", {"at": {".sv": "timestamp"}})
+            assert server.tree["counter"]["at"] == 1_000
+            with pytest.raises(TreeError, match="server value"):
+                dbs[1].set("counter/x", {".sv": "now"})
+            await dbs[2].on_disconnect_set("counter/left", {".sv": "timestamp"})
+            clock["now"] = 2_000
+            await dbs[2].close()
+            await until(lambda: server.tree["counter"].get("left") == 2_000)  # resolved when it ran
+            for db in dbs[:2] + dbs[3:]:
+                await db.close()
+    run(main)

@@ -354,3 +354,15 @@ def test_format_tree_draws_the_tree_in_key_order():
         "      └─ text: \"milk\""]
     assert format_tree(None) == "/: null" and format_tree(5, name="/n") == "/n: 5"
     assert format_tree({str(i): i for i in range(10)}, max_lines=3).splitlines()[-1] == "… 8 more lines"
+
+
+def test_server_values_resolve_against_the_current_value():
+    assert tree.resolve_server_values({".sv": "timestamp"}, None, 7) == 7
+    assert tree.resolve_server_values({".sv": {"increment": 2}}, 40, 0) == 42
+    assert tree.resolve_server_values({".sv": {"increment": 2}}, "text", 0) == 2
+    assert tree.resolve_server_values({"n": {".sv": {"increment": -1}}, "t": {".sv": "timestamp"}, "x": 1},
+                                      {"n": 5}, 9) == {"n": 4, "t": 9, "x": 1}
+    for bad in [{".sv": "now"}, {".sv": {"increment": "1"}}, {".sv": "timestamp", "x": 1}, {".sv": {"increment": True}}]:
+        with pytest.raises(TreeError, match="server value"):
+            tree.resolve_server_values(bad, None, 0)
+    assert tree.has_server_values([{"a": {".sv": "timestamp"}}]) and not tree.has_server_values({"a": 1})

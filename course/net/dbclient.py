@@ -7,6 +7,7 @@
     key, written = db.push("todos", {"text": "milk", "done": False})  # listeners fire now
     await written                                                      # the server confirmed
     result = await db.transaction("counter", lambda n: (n or 0) + 1)
+    db.set("visits", {".sv": {"increment": 1}})  # a server value: counts exactly, no retries
     await db.presence("online/ada")          # removed by the server when we vanish
     await db.close()
 
@@ -57,7 +58,8 @@ from course.wire.dbproto import Action, Hello, Push, Reply, Status
 from course.wire.envelope import BadMessage
 from course.wire.pushid import PushIds
 from course.wire.transaction import MAX_RETRIES, Step, next_step, retry_delay, value_hash
-from course.wire.tree import Value, get, is_prefix, join_path, normalize, parse_path, set_at, update
+from course.wire.tree import (Value, get, has_server_values, is_prefix, join_path, normalize, parse_path,
+                              resolve_server_values, set_at, update)
 
 __all__ = ["DbError", "TransactionResult", "Listener", "DbClient", "ABORT", "run_transaction"]
 
@@ -353,7 +355,7 @@ class DbClient:
         """The tree listeners see: the server cache with the pending writes on top."""
         tree = self.server_cache
         for write in self.pending:
-            tree = _apply(tree, write.action, write.keys, write.data)
+            tree = _apply(tree, write.action, write.keys, write.data, self.now_ms())
         return tree
 
     def value(self, path: str = "/") -> Value:
@@ -431,12 +433,15 @@ class DbClient:
             TreeError: a bad path or value (at once, nothing is sent).
         """
         keys = parse_path(path)
+        if has_server_values(value):  # checked now, resolved by the server (and locally, for show)
+            normalize(resolve_server_values(value, None, 0), depth=len(keys))
+            return self._queue_write(Action.PUT, keys, value)
         return self._queue_write(Action.PUT, keys, normalize(value, depth=len(keys)))
 
     def update(self, path: str, changes: dict[str, Any]) -> asyncio.Future:
         """Firebase's ``update``: several relative paths at once (``None`` deletes)."""
         keys = parse_path(path)
-        update(None, keys, changes)  # checks every path and value now
+        update(None, keys, {rel: resolve_server_values(v, None, 0) for rel, v in changes.items()})  # checks
         return self._queue_write(Action.MERGE, keys, dict(changes))
 
     def remove(self, path: str) -> asyncio.Future:
@@ -473,7 +478,8 @@ class DbClient:
         before = self.visible()
         self.pending.remove(write)
         if reply.status == Status.OK.value:
-            self.server_cache = _apply(self.server_cache, write.action, write.keys, write.data)
+            if not has_server_values(write.data):  # else only the server knows the value: its push tells
+                self.server_cache = _apply(self.server_cache, write.action, write.keys, write.data)
             self._fire(before)
             if not write.future.done():
                 write.future.set_result(None)
@@ -592,7 +598,9 @@ class DbClient:
         self.pending.clear()
 
 
-def _apply(tree: Value, action: Action, keys: tuple[str, ...], data: Any) -> Value:
+def _apply(tree: Value, action: Action, keys: tuple[str, ...], data: Any, now_ms: int = 0) -> Value:
+    # one write on a tree; server values are resolved with this client's estimate of the time
     if action is Action.MERGE:
-        return update(tree, keys, data)
-    return set_at(tree, keys, data)
+        return update(tree, keys, {rel: resolve_server_values(v, get(tree, keys + parse_path(rel)), now_ms)
+                                   for rel, v in data.items()})
+    return set_at(tree, keys, resolve_server_values(data, get(tree, keys), now_ms))

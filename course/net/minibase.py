@@ -42,6 +42,11 @@ arrived meanwhile (a *group commit*); only then are listeners told and writers a
 The commit runs on the event loop (a few ms): simple, ordered, and measured by
 ``benchmarks/minibase.py``.
 
+**Server values.**  ``{".sv": "timestamp"}`` is replaced by the server's clock and
+``{".sv": {"increment": n}}`` by the number there plus ``n``, when the write is applied
+(:func:`course.wire.tree.resolve_server_values`): a counter that every client increments
+this way counts exactly, with no transaction and no retry.
+
 **Auth.**  A teaching shortcut: a client *claims* its identity (``auth`` with
 ``{"cred": {"uid": "ada"}}``, or ``?auth=ada`` over REST) and the server believes it.
 Firebase verifies a signed ID token instead; pass ``authenticate`` to do the same.
@@ -75,7 +80,7 @@ from course.wire.rules import OPEN_RULES, RuleNode, RulesError, can_read, can_wr
 from course.wire.sse import format_sse
 from course.wire.transaction import matches
 from course.wire.tree import (MAX_VALUE_BYTES, TreeError, Value, check_size, get, is_prefix, join_path,
-                              leaves, normalize, parse_path, set_at, update)
+                              leaves, normalize, parse_path, resolve_server_values, set_at, update)
 
 __all__ = ["Store", "Subscriber", "MinibaseServer", "start_minibase", "trust_claims", "main",
            "MAX_FRAME_BYTES"]
@@ -442,6 +447,7 @@ class MinibaseServer(AppService):
     def _prepare(self, action: Action, keys: tuple[str, ...], data: Any,
                  auth: Mapping[str, Any] | None, check_rules: bool = True) -> tuple[Status, Any, list, Value]:
         # (status, reason, writes, new tree): the checks of a write, without doing it
+        now = self.clock()
         try:
             if action is Action.MERGE:
                 if not isinstance(data, Mapping):
@@ -449,17 +455,17 @@ class MinibaseServer(AppService):
                 writes = []
                 for rel, value in data.items():
                     path = keys + parse_path(rel)
+                    value = resolve_server_values(value, get(self.tree, path), now)
                     writes.append((path, normalize(value, depth=len(path))))
                 check_size({join_path(k): v for k, v in writes}, self.max_value_bytes)
                 new_tree = update(self.tree, keys, {join_path(k[len(keys):]): v for k, v in writes})
             else:
-                value = normalize(data, depth=len(keys))
+                value = normalize(resolve_server_values(data, get(self.tree, keys), now), depth=len(keys))
                 check_size(value, self.max_value_bytes)
                 writes, new_tree = [(keys, value)], set_at(self.tree, keys, value)
         except TreeError as error:
             return dbproto.status_of(error), str(error), [], None
         if check_rules:
-            now = self.clock()
             for written, _ in writes:
                 decision = can_write(self.rules, written, old_root=self.tree, new_root=new_tree,
                                      auth=auth, now=now)

@@ -32,7 +32,7 @@ __all__ = [
     "Value", "TreeErrorCode", "TreeError", "MAX_DEPTH", "MAX_KEY_BYTES", "MAX_VALUE_BYTES",
     "FORBIDDEN_KEY_CHARS", "parse_path", "join_path", "check_key", "normalize", "canonical",
     "check_size", "get", "set_at", "update", "remove", "is_prefix", "leaves", "key_order", "sorted_keys",
-    "format_tree",
+    "format_tree", "resolve_server_values", "has_server_values",
 ]
 
 Value = Any  #: ``None``, a bool, a number, a string, or a dict of them (never empty, never holding None)
@@ -157,6 +157,47 @@ def normalize(value: Any, *, depth: int = 0) -> Value:
                 out[key] = child
         return out or None
     raise TreeError(TreeErrorCode.BAD_VALUE, f"{type(value).__name__} is not a JSON value")
+
+
+def resolve_server_values(value: Any, current: Value, now_ms: int) -> Any:
+    """Replace Firebase's server values in a value about to be written at a path.
+
+    ``{".sv": "timestamp"}`` becomes ``now_ms``; ``{".sv": {"increment": n}}`` becomes the
+    number at that path plus ``n`` (``n`` if there is no number there), so that two
+    clients incrementing at once both count, with no transaction.
+
+    Args:
+        value: what the client wrote (not normalized yet: this runs first).
+        current: the value at the same path now (children are matched key by key).
+        now_ms: the server's clock (the client's estimate, for latency compensation).
+
+    Raises:
+        TreeError: a ``.sv`` that is neither of the two (code ``bad-value``).
+    """
+    if isinstance(value, Mapping):
+        if ".sv" in value:
+            sv = value[".sv"]
+            if len(value) == 1 and sv == "timestamp":
+                return now_ms
+            if (len(value) == 1 and isinstance(sv, Mapping) and set(sv) == {"increment"}
+                    and isinstance(sv["increment"], (int, float)) and not isinstance(sv["increment"], bool)):
+                base = current if isinstance(current, (int, float)) and not isinstance(current, bool) else 0
+                return base + sv["increment"]
+            raise TreeError(TreeErrorCode.BAD_VALUE,
+                            'a server value is {".sv": "timestamp"} or {".sv": {"increment": n}}')
+        children = current if isinstance(current, dict) else {}
+        return {key: resolve_server_values(child, children.get(key) if isinstance(key, str) else None, now_ms)
+                for key, child in value.items()}
+    return value
+
+
+def has_server_values(value: Any) -> bool:
+    """Whether ``value`` holds a ``{".sv": ...}`` somewhere."""
+    if isinstance(value, Mapping):
+        return ".sv" in value or any(has_server_values(child) for child in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_server_values(child) for child in value)
+    return False
 
 
 def canonical(value: Value) -> str:
