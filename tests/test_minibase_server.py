@@ -118,6 +118,7 @@ def test_bad_paths_and_oversized_values_are_refused_clearly():
                     ('{"t":"d","d":{"r":2,"a":"p","b":{"p":"/todos/x","d":{"a#":1}}}}', "invalid_path"),
                     ('{"t":"d","d":{"r":3,"a":"zz","b":{}}}', "bad_request"),
                     ("not json", "bad-json"),
+                    (b"\x00binary", "not-text"),
                     ('{"t":"d","d":{"r":4,"a":"p","b":{"p":"/todos/ok","d":1}}}', "ok"),
                 ]:
                     await raw.send(frame)
@@ -125,6 +126,12 @@ def test_bad_paths_and_oversized_values_are_refused_clearly():
                     got = answer["d"]["b"]["s"] if answer["t"] == "d" else answer["d"]["d"]["code"]
                     assert got == expected, (frame, answer)
             assert server.tree == {"todos": {"ok": 1}}
+            async with websockets.connect(server.url, max_size=None) as raw:  # a frame over the bound
+                await raw.recv()
+                await raw.send("x" * (server.max_frame_bytes + 1))
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(raw.recv(), 3)
+                assert closed.value.rcvd.code == 1009
             with pytest.raises(websockets.InvalidStatus):  # cross-site WebSocket hijacking
                 await websockets.connect(server.url, origin="http://evil.example")
             await ada.close()

@@ -75,6 +75,7 @@ from course.protocol import CloseCode
 from course.wire.origin import origin_allowed
 from course.wire import dbproto
 from course.wire.dbproto import Action, BadRequest, Request, Status
+from course.wire.envelope import ErrorCode
 from course.wire.pushid import PushIds
 from course.wire.rules import OPEN_RULES, RuleNode, RulesError, can_read, can_write, compile_rules
 from course.wire.sse import format_sse
@@ -85,7 +86,7 @@ from course.wire.tree import (MAX_VALUE_BYTES, TreeError, Value, check_size, get
 __all__ = ["Store", "Subscriber", "MinibaseServer", "start_minibase", "trust_claims", "main",
            "MAX_FRAME_BYTES"]
 
-MAX_FRAME_BYTES = 2 * MAX_VALUE_BYTES  #: a bigger WebSocket frame closes the connection with 1009
+MAX_FRAME_BYTES = 64 * 1024  #: frames may hold twice ``max_value_bytes``, and at least this
 _KEEPALIVE = 30.0
 
 
@@ -210,7 +211,9 @@ class MinibaseServer(AppService):
         database: the SQLite file (default ``":memory:"``), loaded at start.
         rules: the security rules (``{"rules": {...}}``, default: everyone reads and writes).
         synchronous: ``"FULL"`` or ``"NORMAL"`` (see :class:`Store`).
-        max_value_bytes: the largest value one write may carry (canonical JSON bytes).
+        max_value_bytes: the largest value one write may carry (canonical JSON bytes); a
+            WebSocket frame above twice that (and above 64 KiB) closes the connection
+            with 1009 (message too big) before it is even parsed.
         authenticate: ``authenticate(cred) -> claims or None`` (default :func:`trust_claims`).
         clock: milliseconds since 1970 (``now`` in rules, push ids of REST ``POST``).
         queue_size, grace, max_bytes, close_timeout: the fanout bounds (slow listeners).
@@ -249,6 +252,7 @@ class MinibaseServer(AppService):
         self.store = Store(database, synchronous=synchronous)
         self.tree: Value = self.store.load()
         self.max_value_bytes = max_value_bytes
+        self.max_frame_bytes = max(MAX_FRAME_BYTES, 2 * max_value_bytes)  #: beyond: closed with 1009
         self.authenticate = authenticate
         self.clock = clock
         self.push_ids = PushIds()
@@ -372,7 +376,7 @@ class MinibaseServer(AppService):
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if not origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins):
             return web.Response(status=403, text="origin not allowed\n")
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=self.heartbeat)
+        ws = web.WebSocketResponse(max_msg_size=self.max_frame_bytes, heartbeat=self.heartbeat)
         if not await join_aiohttp(self.fanout, request, ws):
             return ws
         send = lambda text: self.fanout.send(ws, text)  # noqa: E731
@@ -391,7 +395,7 @@ class MinibaseServer(AppService):
                         send(error.answer())
                 elif msg.type == WSMsgType.BINARY:
                     send(BadRequest("binary frames are not accepted; send JSON text",
-                                    code=dbproto.ErrorCode.NOT_TEXT).answer())
+                                    code=ErrorCode.NOT_TEXT).answer())
         except (ConnectionError, RuntimeError):
             pass
         finally:
