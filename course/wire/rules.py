@@ -341,16 +341,19 @@ class RuleNode:
         return None
 
 
-def compile_rules(spec: Mapping[str, Any], _variables: frozenset[str] = frozenset(),
-                  _where: str = "/") -> RuleNode:
+def compile_rules(spec: Mapping[str, Any]) -> RuleNode:
     """Compile a rules tree (``{"rules": {...}}`` or the inner object).
 
     Raises:
         RulesError: an unknown ``.`` key, two ``$`` keys at one level, a bad key, a bad
             expression (the message names the path).
     """
-    if _where == "/" and set(spec) == {"rules"}:
+    if isinstance(spec, Mapping) and set(spec) == {"rules"}:
         spec = spec["rules"]
+    return _compile(spec, frozenset(), "/")
+
+
+def _compile(spec: Any, _variables: frozenset[str], _where: str) -> RuleNode:
     if not isinstance(spec, Mapping):
         raise RulesError(f"rules at {_where} must be an object")
     node = RuleNode()
@@ -368,11 +371,10 @@ def compile_rules(spec: Mapping[str, Any], _variables: frozenset[str] = frozense
                     raise RulesError(f"bad variable {key!r}")
                 if node.wildcard is not None:
                     raise RulesError(f"two $ variables at one level: ${node.wildcard[0]} and {key}")
-                node.wildcard = (name, compile_rules(value, _variables | {name},
-                                                     f"{_where.rstrip('/')}/{key}"))
+                node.wildcard = (name, _compile(value, _variables | {name}, f"{_where.rstrip('/')}/{key}"))
             else:
                 check_key(key)
-                node.children[key] = compile_rules(value, _variables, f"{_where.rstrip('/')}/{key}")
+                node.children[key] = _compile(value, _variables, f"{_where.rstrip('/')}/{key}")
         except (RulesError, TreeError) as error:
             if str(error).startswith("at /"):
                 raise
