@@ -23,6 +23,7 @@ from course.net.relay import start_relay
 from course.wire import dbproto
 from course.wire.dbevents import Kind
 from course.wire.sse import SSEParser
+from course.wire.transaction import value_hash
 from course.wire.tree import TreeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,12 +121,16 @@ def test_bad_paths_and_oversized_values_are_refused_clearly():
                     ("not json", "bad-json"),
                     (b"\x00binary", "not-text"),
                     ('{"t":"d","d":{"r":4,"a":"p","b":{"p":"/todos/ok","d":1}}}', "ok"),
+                    ('{"t":"d","d":{"r":5,"a":"p","b":{"p":"/todos/n","d":1,"h":"%s","i":"t1"}}}' % value_hash(None), "ok"),
+                    ('{"t":"d","d":{"r":6,"a":"p","b":{"p":"/todos/n","d":1,"h":"%s","i":"t1"}}}' % value_hash(None), "ok"),
+                    ('{"t":"d","d":{"r":7,"a":"p","b":{"p":"/todos/n","d":1,"h":"%s","i":"t2"}}}' % value_hash(None),
+                     "datastale"),
                 ]:
                     await raw.send(frame)
                     answer = json.loads(await asyncio.wait_for(raw.recv(), 3))
                     got = answer["d"]["b"]["s"] if answer["t"] == "d" else answer["d"]["d"]["code"]
                     assert got == expected, (frame, answer)
-            assert server.tree == {"todos": {"ok": 1}}
+            assert server.tree == {"todos": {"ok": 1, "n": 1}}, "attempt t1 sent twice, applied once"
             async with websockets.connect(server.url, max_size=None) as raw:  # a frame over the bound
                 await raw.recv()
                 await raw.send("x" * (server.max_frame_bytes + 1))

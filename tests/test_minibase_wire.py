@@ -334,6 +334,8 @@ def test_requests_round_trip():
     ('{"t":"d","d":{"r":5,"a":"m","b":{"p":"/a","d":3}}}', 5, Status.BAD_REQUEST, None),
     ('{"t":"d","d":{"r":6,"a":"m","b":{"p":"/a","d":{},"h":"x"}}}', 6, Status.BAD_REQUEST, None),
     ('{"t":"d","d":{"r":7,"a":"q","b":[]}}', 7, Status.BAD_REQUEST, None),
+    ('{"t":"d","d":{"r":8,"a":"p","b":{"p":"/a","d":1,"i":"x"}}}', 8, Status.BAD_REQUEST, None),
+    ('{"t":"d","d":{"r":9,"a":"p","b":{"p":"/a","d":1,"h":"0","i":""}}}', 9, Status.BAD_REQUEST, None),
 ])
 def test_malformed_frames_get_clear_answers(frame, r, status, code):
     with pytest.raises(BadRequest) as caught:

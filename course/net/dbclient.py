@@ -34,9 +34,9 @@ a fresh ``get``), sends the result with the hash of that value, and retries on
 random, growing delay (:func:`course.wire.transaction.retry_delay`).  The loop itself is
 :func:`run_transaction`.  A transaction whose put was in flight when the connection
 dropped is sent again with the same hash: if the first one had been applied, the hash no
-longer matches, and the function runs again on the new value (it is applied twice).  An
-idempotency key (a transaction id the server remembers) would close that window;
-minibase has none.
+longer matches, and the function would run again on the new value: applied twice.  So
+each attempt carries an id (``"i"``, not in Firebase's protocol) that the server
+remembers: an attempt sent again is answered ``ok`` and not applied again.
 """
 
 from __future__ import annotations
@@ -203,6 +203,8 @@ class DbClient:
         self.rng = rng or random.Random()
         self.push_ids = PushIds(self.rng)
         self._numbers = itertools.count(1)
+        self._attempts = itertools.count(1)
+        self._session = "".join(self.rng.choice("0123456789abcdef") for _ in range(16))
         self._waiting: dict[int, asyncio.Future] = {}
         self._in_flight: dict[int, _Write] = {}
         self._ws: Any = None
@@ -529,7 +531,8 @@ class DbClient:
 
             async def put(new: Value, digest: str) -> tuple[str, Any]:
                 new = normalize(new, depth=len(keys))
-                reply = await self._request(Action.PUT, {"p": where, "d": new, "h": digest})
+                attempt = f"{self._session}-{next(self._attempts)}"  # the same if sent again
+                reply = await self._request(Action.PUT, {"p": where, "d": new, "h": digest, "i": attempt})
                 if reply.status == Status.OK.value:
                     before = self.visible()
                     self.server_cache = set_at(self.server_cache, keys, new)

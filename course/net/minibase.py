@@ -61,6 +61,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -84,8 +85,9 @@ from course.wire.tree import (MAX_VALUE_BYTES, TreeError, Value, check_size, get
                               leaves, normalize, parse_path, resolve_server_values, set_at, update)
 
 __all__ = ["Store", "Subscriber", "MinibaseServer", "start_minibase", "trust_claims", "main",
-           "MAX_FRAME_BYTES"]
+           "MAX_FRAME_BYTES", "REMEMBERED_ATTEMPTS"]
 
+REMEMBERED_ATTEMPTS = 10_000  #: transaction attempt ids the server remembers
 MAX_FRAME_BYTES = 64 * 1024  #: frames may hold twice ``max_value_bytes``, and at least this
 _KEEPALIVE = 30.0
 
@@ -180,6 +182,7 @@ class _Accepted:
     old_tree: Value
     new_tree: Value
     done: Callable[[Status, Any], None]
+    attempt: str | None = None
 
 
 @dataclass(eq=False)
@@ -261,6 +264,7 @@ class MinibaseServer(AppService):
         self.disconnect_writes = 0
         self.commits = 0  #: SQLite commits (one per group of writes)
         self._batch: list[_Accepted] = []
+        self._attempts: OrderedDict[str, None] = OrderedDict()
         self._sessions = itertools.count(1)
         self._streams: set[asyncio.Queue] = set()
         self.app = web.Application()
@@ -288,7 +292,8 @@ class MinibaseServer(AppService):
 
     def submit(self, action: Action, keys: tuple[str, ...], data: Any, *,
                done: Callable[[Status, Any], None], auth: Mapping[str, Any] | None = None,
-               expected_hash: str | None = None, check_rules: bool = True) -> None:
+               expected_hash: str | None = None, check_rules: bool = True,
+               attempt: str | None = None) -> None:
         """Check one write and apply it to the tree in memory now; store it with the other
         writes of this turn of the event loop (one SQLite commit for all: a *group commit*),
         then tell the listeners and call ``done(status, data)``.
@@ -306,7 +311,12 @@ class MinibaseServer(AppService):
             auth: the writer's claims, for the rules.
             expected_hash: a transaction's hash of the value at ``keys`` it was based on.
             check_rules: ``False`` for the server's own writes (the kernel's admin access).
+            attempt: a transaction attempt's id; one already applied is answered ``ok``
+                and not applied again (the last :data:`REMEMBERED_ATTEMPTS` ids, in memory).
         """
+        if attempt is not None and attempt in self._attempts:
+            done(Status.OK, None)  # sent again after a reconnect: it was applied already
+            return
         if expected_hash is not None and not matches(get(self.tree, keys), expected_hash):
             done(Status.DATASTALE, get(self.tree, keys))
             return
@@ -314,8 +324,12 @@ class MinibaseServer(AppService):
         if status is not Status.OK:
             done(status, reason)
             return
-        self._batch.append(_Accepted(action, keys, writes, self.tree, new_tree, done))
+        self._batch.append(_Accepted(action, keys, writes, self.tree, new_tree, done, attempt))
         self.tree = new_tree
+        if attempt is not None:
+            self._attempts[attempt] = None
+            while len(self._attempts) > REMEMBERED_ATTEMPTS:
+                self._attempts.popitem(last=False)
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
 
@@ -339,6 +353,7 @@ class MinibaseServer(AppService):
         except sqlite3.Error as error:
             self.tree = batch[0].old_tree
             for accepted in batch:
+                self._attempts.pop(accepted.attempt, None)
                 accepted.done(Status.UNAVAILABLE, f"the write could not be stored: {error}")
             return
         self.commits += 1
@@ -436,7 +451,7 @@ class MinibaseServer(AppService):
             return dbproto.reply(request.r, Status.OK)
         if action in (Action.PUT, Action.MERGE):
             self.submit(action, keys, request.data, auth=sub.auth, expected_hash=request.hash,
-                        done=lambda status, data, r=request.r: send(dbproto.reply(r, status, data)))
+                        attempt=request.id, done=lambda status, data, r=request.r: send(dbproto.reply(r, status, data)))
             return None
         if action is Action.DISCONNECT_CANCEL:
             sub.on_disconnect[:] = [op for op in sub.on_disconnect if not is_prefix(keys, op[1])]

@@ -5,7 +5,7 @@ client request carries a number ``r`` that the reply repeats::
 
     {"t":"d","d":{"r":1,"a":"q","b":{"p":"/todos"}}}                 listen
     {"t":"d","d":{"r":2,"a":"p","b":{"p":"/todos/-Nd…","d":{"text":"milk"}}}}   put (set)
-    {"t":"d","d":{"r":3,"a":"p","b":{"p":"/n","d":5,"h":"9f86…"}}}    put if the hash matches
+    {"t":"d","d":{"r":3,"a":"p","b":{"p":"/n","d":5,"h":"9f86…","i":"k1"}}}  put if the hash matches
     {"t":"d","d":{"r":4,"a":"m","b":{"p":"/","d":{"a/b":1,"c":null}}}} merge (update)
     {"t":"d","d":{"r":5,"b":{"s":"ok","d":null}}}                      a reply (server → client)
     {"t":"d","d":{"a":"d","b":{"p":"/todos/-Nd…","d":{"text":"milk"}}}}  data pushed to a listener
@@ -88,6 +88,8 @@ class Request:
         data: ``b.d`` (for put and merge), else ``None``.
         hash: ``b.h``, the transaction's hash, or ``None``.
         cred: ``b.cred`` of ``auth``.
+        id: ``b.i``, a transaction attempt's id: sent again after a reconnect, it is
+            answered ``ok`` without being applied twice (not in Firebase's protocol).
     """
 
     r: int
@@ -96,6 +98,7 @@ class Request:
     data: Any = None
     hash: str | None = None
     cred: Any = None
+    id: str | None = None
 
 
 class BadRequest(ValueError):
@@ -174,7 +177,10 @@ def decode_request(text: str | bytes) -> Request:
     digest = body.get("h")
     if digest is not None and (action is not Action.PUT or not isinstance(digest, str)):
         raise BadRequest('"h" is a hash (a string), for "p" only', r=r)
-    return Request(r, action, path, data, digest)
+    attempt = body.get("i")
+    if attempt is not None and (digest is None or not isinstance(attempt, str) or not 0 < len(attempt) <= 64):
+        raise BadRequest('"i" is an id of 1 to 64 characters, for a "p" with "h" only', r=r)
+    return Request(r, action, path, data, digest, id=attempt)
 
 
 def _dumps(message: dict[str, Any]) -> str:

@@ -148,6 +148,8 @@ export class Minibase {
     this.ws = null;
     this.closed = false;
     this.delay = 50;
+    this.session = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+    this.attempts = 1;
     this.connect();
   }
 
@@ -318,7 +320,8 @@ export class Minibase {
       if (next === undefined) return { committed: false, value: current, retries, status: "aborted" };
       const value = normalize(next);
       const hash = await sha256Hex(canonicalJSON(current));
-      const reply = await this.request("p", { p: joinPath(keys), d: value, h: hash });
+      const attempt = `${this.session}-${this.attempts++}`;  // sent again after a reconnect: applied once
+      const reply = await this.request("p", { p: joinPath(keys), d: value, h: hash, i: attempt });
       if (reply.status === "ok") return { committed: true, value, retries, status: "ok" };
       if (reply.status !== "datastale") throw new DbError(reply.status, String(reply.data), path);
       if (retries >= maxRetries) return { committed: false, value: current, retries, status: "maxretry" };
