@@ -40,7 +40,7 @@ import functools
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -602,6 +602,8 @@ class FrameReader:
     - RSV bits set (no extension is negotiated) -> 1002;
     - control frames longer than 125 bytes or fragmented -> 1002;
     - a 64-bit length with its most significant bit set -> 1002;
+    - a length not in its shortest form (section 5.2: 126 for a length that fits in
+      7 bits, 127 for one that fits in 16) -> 1002;
     - masking not as expected (``expect_masked``) -> 1002;
     - payload longer than ``max_frame_size`` -> 1009 (detected from the header,
       before the payload is read).
@@ -747,6 +749,9 @@ class FrameReader:
                 raise ProtocolError(error, "fragmented control frame")
         if header.payload_length >= 1 << 63:
             raise ProtocolError(error, "64-bit payload length with the high bit set")
+        if (header.length_bytes == 2 and header.payload_length < 126) or \
+                (header.length_bytes == 8 and header.payload_length < 1 << 16):
+            raise ProtocolError(error, "payload length not in its minimal encoding")
         if self.expect_masked is not None and header.masked != self.expect_masked:
             if self.expect_masked:
                 raise ProtocolError(error, "client frames must be masked")
@@ -1054,6 +1059,9 @@ class ServerProtocol:
         max_message_size: Largest message accepted (also the largest frame);
             bigger ones fail the connection with 1009.  ``None``: no limit.
         max_frame_size: Largest single frame, defaults to ``max_message_size``.
+        check_request: Called with each valid upgrade :class:`Request` before it is
+            accepted; it refuses the handshake by raising :class:`HandshakeError`
+            (e.g. 403 for an ``Origin`` that is not allowed).  ``None``: accept all.
 
     Attributes:
         state: The :class:`State`.
@@ -1067,9 +1075,11 @@ class ServerProtocol:
     """
 
     def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-                 max_frame_size: int | None = None) -> None:
+                 max_frame_size: int | None = None,
+                 check_request: Callable[[Request], None] | None = None) -> None:
         if max_frame_size is None:
             max_frame_size = max_message_size
+        self.check_request = check_request
         self.state = State.CONNECTING
         self.request: Request | None = None
         self.close_code: int | None = None
@@ -1157,6 +1167,8 @@ class ServerProtocol:
         try:
             request = parse_request(head)
             key = validate_request(request)
+            if self.check_request is not None:
+                self.check_request(request)
         except HandshakeError as exc:
             return self._reject(exc)
         self.request = request
