@@ -1072,6 +1072,8 @@ class ServerProtocol:
         close_reason: The reason that went with ``close_code``.
         should_close: True once the I/O layer must close the TCP connection
             (after writing :meth:`data_to_send`).
+        frames_count: Frames received so far (control frames and empty fragments
+            included): what a server rate-limits to stop floods.
     """
 
     def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -1085,6 +1087,7 @@ class ServerProtocol:
         self.close_code: int | None = None
         self.close_reason = ""
         self.should_close = False
+        self.frames_count = 0
         self._head = bytearray()
         self._out: list[bytes] = []
         self._reader = FrameReader(expect_masked=True, max_frame_size=max_frame_size)
@@ -1092,6 +1095,15 @@ class ServerProtocol:
         self._lookahead: tuple[FrameHeader, object, int] | None = None
 
     # -- input ---------------------------------------------------------------
+
+    @property
+    def message_pending(self) -> bool:
+        """Whether part of a frame or of a fragmented message is waiting for the rest.
+
+        A server bounds how long this may last (a client that stalls mid-message
+        pins the memory of what it sent so far).
+        """
+        return self._reader.buffered > 0 or self._assembler.in_progress
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes received from the client; :meth:`events_received` parses them.
@@ -1220,6 +1232,7 @@ class ServerProtocol:
             raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
 
     def _handle(self, frame: Frame):
+        self.frames_count += 1
         opcode = frame.opcode
         if opcode == Opcode.CLOSE:
             code, reason = decode_close(frame.payload)

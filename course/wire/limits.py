@@ -228,6 +228,9 @@ class ConnectionTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
     @property
     def pending(self) -> int:
         """Connections still in their opening handshake."""
