@@ -296,12 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--max-message-size", type=int, default=MAX_MESSAGE_SIZE,
                         help="bytes; bigger messages are refused with close code 1009")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let browser pages from ORIGIN in (repeatable; '*': any)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each connection")
     args = parser.parse_args(argv)
+    allowed = "*" if "*" in args.allow_origin else set(args.allow_origin)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
     return run_until_signal(lambda: start_server(args.host, args.port,
-                                                 max_message_size=args.max_message_size))
+                                                 max_message_size=args.max_message_size,
+                                                 allowed_origins=allowed))
 
 
 if __name__ == "__main__":
