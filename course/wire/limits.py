@@ -31,9 +31,9 @@ __all__ = [
 ]
 
 MAX_JSON_DEPTH = 32        #: deepest JSON nesting a server parses (arrays and objects)
-MESSAGE_RATE = 20.0        #: messages per second a connection may send, sustained
-MESSAGE_BURST = 40.0       #: messages a connection may send at once after a quiet spell
-RATE_STRIKES = 20          #: messages refused for rate before the connection is closed (1008)
+MESSAGE_RATE = 200.0       #: messages per second a connection may send, sustained
+MESSAGE_BURST = 2000.0     #: messages a connection may send at once after a quiet spell
+RATE_STRIKES = 200         #: messages refused for rate in a row, then the connection is closed (1008)
 MAX_CONNECTIONS = 1000     #: connections in total (the usual open-file limit is 1,024)
 MAX_PER_ADDRESS = 1000     #: connections from one client IP address (loopback: all of them)
 MAX_PENDING = 64           #: connections still in their opening handshake
