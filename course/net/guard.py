@@ -45,7 +45,8 @@ from course.wire.limits import (
     TokenBucket,
 )
 
-__all__ = ["FD_RESERVE", "default_max_connections", "GuardStats", "ConnectionGuard", "start_site"]
+__all__ = ["FD_RESERVE", "default_max_connections", "GuardStats", "ConnectionGuard", "start_site",
+           "start_app"]
 
 logger = logging.getLogger("course.net.guard")
 
@@ -246,6 +247,26 @@ async def start_site(runner: web.AppRunner, host: str, port: int, guard: Connect
     site = _GuardedSite(runner, host, port, guard)
     await site.start()
     return site
+
+
+async def start_app(app: web.Application, host: str, port: int, guard: ConnectionGuard,
+                    shutdown_timeout: float = 60.0) -> web.AppRunner:
+    """Serve an aiohttp application on ``host:port`` under ``guard``; return its runner.
+
+    Add ``guard.middleware`` to the application's middlewares, so that a request that
+    reached its handler ends the handshake deadline.  Stop with ``await runner.cleanup()``.
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await start_site(runner, host, port, guard)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 class _GuardedSite(web.TCPSite):

@@ -49,7 +49,6 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_TYPE = "unknown-type"  #: an object whose ``type`` this endpoint does not know
     EMPTY = "empty"                #: a required text is empty
     TOO_LONG = "too-long"          #: a field is longer than the endpoint accepts
-    TOO_DEEP = "too-deep"          #: JSON nested deeper than the endpoint parses
     RATE_LIMITED = "rate-limited"  #: too many messages: this one was dropped, slow down
 
 
@@ -99,9 +98,9 @@ def loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         max_depth: deepest nesting of arrays and objects accepted.
 
     Raises:
-        BadMessage: not UTF-8 (``not-text``); nested deeper than ``max_depth``
-            (``too-deep``); not JSON, or a number Python refuses to convert, such as an
-            integer of more than 4,300 digits (``bad-json``).
+        BadMessage: not UTF-8 (``not-text``); not JSON, or a number Python refuses to convert, such as an
+            integer of more than 4,300 digits, or nested deeper than ``max_depth``
+            (``bad-json``).
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
@@ -111,7 +110,7 @@ def loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         check_json_depth(data, max_depth)
     except JsonTooDeep as error:
-        raise BadMessage(ErrorCode.TOO_DEEP, str(error)) from None
+        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: {error}") from None
     try:
         return json.loads(data)
     except json.JSONDecodeError as error:
@@ -120,7 +119,7 @@ def loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except ValueError as error:  # e.g. int() of more than sys.get_int_max_str_digits() digits
         raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: {str(error)[:80]}") from None
     except RecursionError:
-        raise BadMessage(ErrorCode.TOO_DEEP, "JSON nested too deeply") from None
+        raise BadMessage(ErrorCode.BAD_JSON, "bad JSON: nested too deeply") from None
 
 
 def decode(data: str | bytes, *, types: Collection[str] | None = None,
@@ -137,8 +136,8 @@ def decode(data: str | bytes, *, types: Collection[str] | None = None,
         The message as a dict with a string ``type``.
 
     Raises:
-        BadMessage: not UTF-8 (``not-text``), not JSON (``bad-json``), nested too deeply
-            (``too-deep``), not an object with a string ``type`` (``bad-shape``), or a
+        BadMessage: not UTF-8 (``not-text``), not JSON or nested too deeply
+            (``bad-json``), not an object with a string ``type`` (``bad-shape``), or a
             ``type`` outside ``types`` (``unknown-type``).
     """
     message = loads(data, max_depth=max_depth)
