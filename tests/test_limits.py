@@ -111,7 +111,7 @@ def test_table_per_address_and_pending_caps_and_deadline():
     assert table.admit(7, "z", 3) == (Admission.ADMIT, [])                # 5, 6, 7 pending
     assert table.admit(8, "z", 4) == (Admission.ADMIT, [5])               # 3 pending at most
     assert table.pending == 3
-    assert table.expired(7.9) == [6, 7] and table.expired(8.5) == [] and table.expired(9) == [8]
+    assert table.expired(7.9) == [] and table.expired(8.0) == [6, 7] and table.expired(8.5) == [] and table.expired(9) == [8]
     assert len(table) == 2 and table.count("y") == 0 and table.count("z") == 0
 
 
