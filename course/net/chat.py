@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, join_aiohttp
-from course.net.guard import ConnectionGuard, start_app
+from course.net.guard import ConnectionGuard, flushed, start_app
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES, parse_client_message
@@ -144,7 +144,7 @@ class ChatServer(AppService):
                  guard: ConnectionGuard | None = None, rate: float | None = MESSAGE_RATE,
                  burst: float = MESSAGE_BURST, strikes: int = RATE_STRIKES):
         self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
-        self.guard = guard or ConnectionGuard()
+        self.guard = guard if guard is not None else ConnectionGuard()
         self.rate, self.burst, self.strikes = rate, burst, strikes
         self.room = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
@@ -231,6 +231,7 @@ class ChatServer(AppService):
             async for msg in ws:
                 verdict = Verdict.ALLOW if limit is None else limit.check(time.monotonic())
                 if verdict is Verdict.CLOSE:
+                    await flushed(self.room.clients.get(ws))  # its error replies first
                     self.room.leave(ws)
                     with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
                         async with asyncio.timeout(self.room.close_timeout or 2.0):

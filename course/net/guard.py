@@ -46,7 +46,7 @@ from course.wire.limits import (
 )
 
 __all__ = ["FD_RESERVE", "default_max_connections", "GuardStats", "ConnectionGuard", "start_site",
-           "start_app"]
+           "start_app", "flushed"]
 
 logger = logging.getLogger("course.net.guard")
 
@@ -283,3 +283,21 @@ class _GuardedSite(web.TCPSite):
         self._server = await asyncio.get_running_loop().create_server(
             self._guard.wrap(factory), self._host, self._port, backlog=self._backlog,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+
+
+async def flushed(outbox: Any, timeout: float = 1.0) -> bool:
+    """Wait until a fan-out client's queue is empty (``outbox.load().queued == 0``).
+
+    Used before closing an abusive client (1008), so that the error replies queued for it
+    go out first.  Bounded: a client that does not read is not waited for longer.
+
+    Returns:
+        ``True`` if the queue emptied within ``timeout`` seconds.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while outbox is not None and outbox.load().queued:
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        return False
+    return True

@@ -35,7 +35,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from course.net.fanout import Fanout, Verdict, close_within
-from course.net.guard import ConnectionGuard
+from course.net.guard import ConnectionGuard, flushed
 from course.net.lifecycle import Service
 from course.wire.envelope import BadMessage, ErrorCode, decode
 from course.wire.limits import MESSAGE_BURST, MESSAGE_RATE, RATE_STRIKES, RateLimit
@@ -104,6 +104,7 @@ class Hub(Fanout):
             async for frame in websocket:
                 verdict = Rate.ALLOW if limit is None else limit.check(time.monotonic())
                 if verdict is Rate.CLOSE:
+                    await flushed(outbox)  # its error replies first
                     await websocket.close(CloseCode.POLICY_VIOLATION, "too many messages")
                     break
                 try:
@@ -200,7 +201,7 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
     Raises:
         OSError: the address is not available.
     """
-    guard = guard or ConnectionGuard()
+    guard = guard if guard is not None else ConnectionGuard()
     kwargs.setdefault("create_connection", guard.connection_class(HubConnection))
     kwargs.setdefault("max_size", 1 << 20)
 

@@ -107,7 +107,7 @@ class EchoServer(Service):
         self.max_frame_size = max_frame_size
         self.close_timeout = close_timeout
         self.allowed_origins = allowed_origins
-        self.guard = guard or ConnectionGuard()
+        self.guard = guard if guard is not None else ConnectionGuard()
         self.message_timeout = message_timeout
         self.write_timeout = write_timeout
         self.frame_rate, self.frame_burst = frame_rate, frame_burst

@@ -81,5 +81,8 @@ def request_origin_allowed(headers: Mapping[str, str], allowed: str | Collection
             ``websockets``' ``request.headers``, :class:`course.protocol.Request`).
         allowed: see :func:`origin_allowed`.
     """
-    return origin_allowed(headers.get("Origin"), headers.get("Host"), allowed,
-                          proxied=headers.get(PROXY_HEADER) is not None)
+    try:
+        return origin_allowed(headers.get("Origin"), headers.get("Host"), allowed,
+                              proxied=headers.get(PROXY_HEADER) is not None)
+    except LookupError:  # a header given twice (``websockets`` raises): refused
+        return False

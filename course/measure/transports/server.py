@@ -133,7 +133,7 @@ class EventServer(Service):
         self.refresh = refresh
         self.stats = ServerStats()
         self.allowed_origins = allowed_origins
-        self.guard = guard or ConnectionGuard()
+        self.guard = guard if guard is not None else ConnectionGuard()
         self.rate, self.burst, self.strikes = rate, burst, strikes
         self.max_posts = max_posts
         self._runner: web.AppRunner | None = None
