@@ -234,3 +234,12 @@ def test_chat_keeps_ordinary_names_and_texts():
 ])
 def test_format_event_never_raises(message, line):
     assert format_event(message) == line
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "[" * 100_000,
+                                  '{"command":"subscribe","identifier":"' + "[" * 100 + '"}',
+                                  '{"command":"message","identifier":"{}","data":"{\\"n\\":' + "9" * 5000 + '}"}'])
+def test_actioncable_decode_refuses_with_bad_command(text):
+    from course.wire import actioncable
+    with pytest.raises(actioncable.BadCommand):
+        actioncable.decode(text)
