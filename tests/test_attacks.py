@@ -444,3 +444,70 @@ def test_event_server_bounds_its_state_and_refuses_cleanly():
     assert huge_status == 400 and huge_body["code"] == "bad-shape"
     assert set(by_path) <= {"/", "/events", "/stream", "/ws", "other"} and by_path["other"] == 300
     assert ws_status == 403 and error["type"] == "error" and error["code"] == "bad-json"
+
+
+# -- in a real browser (last in this file: the module's Chromium owns the thread's loop) -----
+
+class _Servers:
+    """The hub, the chat and the EventServer, served from a thread of their own."""
+
+    def __init__(self, trusted: str) -> None:
+        import threading
+        self.trusted = trusted
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.hub = Hub()
+        self.hub_server, self.chat, self.events, self.chat2 = asyncio.run_coroutine_threadsafe(
+            self._start(), self.loop).result(10)
+
+    async def _start(self):
+        return (await serve_hub(self.hub), await start_chat(),
+                await EventServer(NewsSource(seed=1)).start(),
+                await start_chat(allowed_origins={self.trusted}))  # this one trusts the page
+
+    def stop(self) -> None:
+        async def stop():
+            for server in (self.hub_server, self.chat, self.events, self.chat2):
+                server.close()
+                await server.wait_closed()
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+OPEN_AND_SEND = """async (url) => new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => { ws.send(JSON.stringify({type: "chat", text: "from the attacker", post: "x"}));
+                        setTimeout(() => resolve("open"), 300); };
+    ws.onclose = (e) => resolve("closed " + e.code);
+})"""
+
+
+@pytest.mark.browser
+def test_chromium_foreign_page_cannot_use_the_hub_or_the_event_server_nor_frame_the_chat(chromium, blank_page_url):
+    """Cross-site WebSocket hijacking and clickjacking, from a real page on another origin."""
+    servers = _Servers(trusted=blank_page_url.rstrip("/"))
+    try:
+        page = chromium.new_page()
+        try:
+            page.goto(blank_page_url)  # http://127.0.0.1:OTHER/: a foreign origin for every server
+            hub = page.evaluate(OPEN_AND_SEND, servers.hub_server.url)
+            events = page.evaluate(OPEN_AND_SEND, servers.events.url + "/ws")
+            page.set_content(f'<iframe src="{servers.chat2.url}"></iframe><iframe src="{servers.chat.url}"></iframe>')
+            trusted = next(f for f in page.frames if f.url == servers.chat2.url)
+            trusted.wait_for_selector("#status.open", timeout=5000)  # framing by a listed origin works
+            framed = [f for f in page.frames if f is not page.main_frame and f is not trusted]
+            chat_loaded = any(f.url == servers.chat.url and f.query_selector("#status") for f in framed)
+            own = chromium.new_page()
+            own.goto(servers.chat.url)  # the chat's own page still works, its CSP lets its script run
+            own.wait_for_selector("#status.open", timeout=5000)
+            own.close()
+        finally:
+            page.close()
+    finally:
+        servers.stop()
+    assert hub == "closed 1006" and events == "closed 1006"
+    assert servers.hub.relayed == 0 and servers.events.stats.posts == 0
+    assert not chat_loaded
