@@ -25,7 +25,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from course.protocol import Opcode, encode_frame
+from course.protocol import Opcode, encode_frame, upgrade_request
+from course.wire.rfc import RFC_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +79,7 @@ async def legit(url: str, kind: str, timeout: float = 5.0) -> float | None:
     return time.perf_counter() - start
 
 
-async def lockout(kind: str, mode: str, half_open: int) -> dict:
+async def lockout(kind: str, mode: str, half_open: int, complete: bool = False) -> dict:
     log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would block the server
     process = subprocess.Popen([sys.executable, "-c", SERVER, mode, kind], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=log, text=True, preexec_fn=limit_fds)
@@ -89,13 +90,24 @@ async def lockout(kind: str, mode: str, half_open: int) -> dict:
         for _ in range(half_open):
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
-                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+                if complete:  # a finished upgrade, then silence (no pong either)
+                    path = "/ws" if kind == "chat" else "/"
+                    writer.write(upgrade_request(f"127.0.0.1:{port}", RFC_KEY, path))
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+                else:
+                    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
                 held.append(writer)
+            except asyncio.IncompleteReadError:
+                failed += 1
             except (OSError, TimeoutError):
                 failed += 1
         await asyncio.sleep(0.5)
         tries = [await legit(url, kind) for _ in range(5)]
         ok = [t for t in tries if t is not None]
+        later = None
+        if complete:  # the hub pings every 5 s and gives up 5 s later; the chat every 30 s
+            await asyncio.sleep(11)
+            later = sum([await legit(url, kind) is not None for _ in range(5)])
         for writer in held:
             writer.transport.abort()
         await asyncio.sleep(0.5)
@@ -104,7 +116,9 @@ async def lockout(kind: str, mode: str, half_open: int) -> dict:
         process.communicate(timeout=10)
         log.seek(0)
         err = log.read()
-    return {"server": kind, "limits": mode, "half_open": half_open, "legit_ok": f"{len(ok)}/5",
+    return {"server": kind, "limits": mode, "attack": "idle upgraded" if complete else "half-open",
+            "held": len(held), "refused_or_failed": failed, "legit_ok": f"{len(ok)}/5",
+            "legit_ok_11s_later": None if later is None else f"{later}/5",
             "legit_p50_ms": round(statistics.median(ok) * 1000, 1) if ok else None,
             "stderr_bytes": len(err), "too_many_open_files": err.count("Too many open files")}
 
@@ -117,8 +131,6 @@ async def flood(mode: str, seconds: float = 3.0) -> dict:
         url = process.stdout.readline().strip()
         port = int(url.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        from course.protocol import upgrade_request
-        from course.wire.rfc import RFC_KEY
         writer.write(upgrade_request(f"127.0.0.1:{port}", RFC_KEY))
         await reader.readuntil(b"\r\n\r\n")
         mask = b"\x01\x02\x03\x04"
@@ -166,6 +178,10 @@ async def main(args: argparse.Namespace) -> None:
     for kind in args.servers.split(","):
         for mode in ("before", "after"):
             print(json.dumps(await lockout(kind, mode, args.half_open)), flush=True)
+    if args.idle:
+        for kind in args.servers.split(","):
+            for mode in ("before", "after"):
+                print(json.dumps(await lockout(kind, mode, args.half_open, complete=True)), flush=True)
     for mode in ("before", "after"):
         print(json.dumps(await flood(mode)), flush=True)
 
@@ -175,6 +191,7 @@ if __name__ == "__main__":
     parser.add_argument("--half-open", type=int, default=1020)
     parser.add_argument("--servers", default="rawserver,chat,hub")
     parser.add_argument("--flood-only", action="store_true")
+    parser.add_argument("--idle", action="store_true", help="also hold completed, silent upgrades")
     args = parser.parse_args()
     if not 1 <= args.half_open <= 5000:
         parser.error("--half-open in 1..5000")

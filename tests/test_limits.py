@@ -243,3 +243,13 @@ def test_actioncable_decode_refuses_with_bad_command(text):
     from course.wire import actioncable
     with pytest.raises(actioncable.BadCommand):
         actioncable.decode(text)
+
+
+def test_origin_rule_knows_a_proxy_by_its_port():
+    # jupyter-server-proxy forwards a WebSocket with the browser's Origin and Host unchanged:
+    # they name JupyterLab's port, not the server's own
+    assert origin_allowed("http://jupyter.test:8888", "jupyter.test:8888", own_port=40123)
+    assert origin_allowed("https://hub.example.org", "hub.example.org", own_port=40123)
+    # DNS rebinding straight to the server: the Host names the server's own port
+    assert not origin_allowed("http://attacker.example:40123", "attacker.example:40123", own_port=40123)
+    assert not origin_allowed("http://attacker.example", "attacker.example", own_port=80)

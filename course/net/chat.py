@@ -209,7 +209,7 @@ class ChatServer(AppService):
         return payload
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        return request_origin_allowed(request.headers, self.allowed_origins)
+        return request_origin_allowed(request.headers, self.allowed_origins, self.port)
 
     async def _page(self, request: web.Request) -> web.Response:
         page = _page()

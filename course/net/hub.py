@@ -206,7 +206,7 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
     kwargs.setdefault("max_size", 1 << 20)
 
     def check_origin(connection: ServerConnection, request: Request) -> Response | None:
-        if request_origin_allowed(request.headers, allowed_origins):
+        if request_origin_allowed(request.headers, allowed_origins, connection.local_address[1]):
             return None
         return connection.respond(403, "origin not allowed\n")
 

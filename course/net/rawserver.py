@@ -152,7 +152,7 @@ class EchoServer(Service):
         self.host, self.port = sockname[0], sockname[1]
 
     def _check_request(self, request: Request) -> None:
-        if not request_origin_allowed(request, self.allowed_origins):
+        if not request_origin_allowed(request, self.allowed_origins, self.port):
             raise HandshakeError(403, "origin not allowed")
 
     async def _read(self, conn: ServerProtocol, reader: asyncio.StreamReader,

@@ -245,7 +245,7 @@ class EventServer(Service):
         return response
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        if not request_origin_allowed(request.headers, self.allowed_origins):
+        if not request_origin_allowed(request.headers, self.allowed_origins, self.port):
             return web.Response(status=403, text="origin not allowed\n")
         since = self._int_param(request.query.get("since"), "since")
         ws = web.WebSocketResponse(compress=False, heartbeat=None, timeout=2.0, max_msg_size=64 * 1024)
