@@ -446,6 +446,28 @@ def test_event_server_bounds_its_state_and_refuses_cleanly():
     assert ws_status == 403 and error["type"] == "error" and error["code"] == "bad-json"
 
 
+def test_silent_upgraded_connections_are_evicted_for_a_live_client_when_full():
+    """1,020 idle upgrades, scaled down: every place taken by connections that upgraded and
+    then said nothing; a newcomer evicts the one silent the longest (after idle_grace)."""
+    async def main():
+        guard = ConnectionGuard(max_connections=8, idle_grace=0.3)
+        async with await serve_hub(Hub(), guard=guard) as server:
+            idle = [await raw_open(server.port) for _ in range(8)]
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)
+            refused = await r.read()  # all 8 silent for less than 0.3 s: full
+            w.close()
+            await asyncio.sleep(0.4)
+            async with connect(server.url) as ws:
+                await ws.send('{"type": "chat", "text": "in"}')
+                ok = json.loads(await ws.recv())["text"] == "in"
+            gone = await idle[0][0].read()  # the oldest silent one was evicted
+            for _, writer, _ in idle:
+                writer.close()
+            return refused, ok, gone, guard.stats.evicted
+    refused, ok, gone, evicted = run(main())
+    assert refused.startswith(b"HTTP/1.1 503 ") and ok and evicted == 1
+
+
 # -- in a real browser (last in this file: the module's Chromium owns the thread's loop) -----
 
 class _Servers:

@@ -115,6 +115,19 @@ def test_table_per_address_and_pending_caps_and_deadline():
     assert len(table) == 2 and table.count("y") == 0 and table.count("z") == 0
 
 
+def test_table_evicts_the_longest_silent_open_connection_when_full():
+    table = ConnectionTable(max_connections=2, max_per_address=10, max_pending=10, idle_grace=5)
+    for key in ("old", "live"):
+        table.admit(key, "a", 0)
+        table.opened(key)
+    table.touch("live", 4)
+    assert table.admit("new", "a", 4) == (Admission.FULL, [])       # nobody silent for 5 s yet
+    assert table.admit("new", "a", 6) == (Admission.ADMIT, ["old"])  # silent since 0
+    table.opened("new")
+    assert table.admit("next", "a", 8) == (Admission.FULL, [])       # live: 4, new: 6
+    assert table.admit("next", "a", 9.5) == (Admission.ADMIT, ["live"])
+
+
 def test_join_limit():
     joins = JoinLimit(2)
     assert joins.join("room:a") and joins.join("room:b") and joins.join("room:a")

@@ -39,6 +39,7 @@ from course.wire.limits import (
     HANDSHAKE_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_PENDING,
+    IDLE_GRACE,
     MAX_PER_ADDRESS,
     Admission,
     ConnectionTable,
@@ -84,6 +85,9 @@ class ConnectionGuard:
         handshake_timeout: seconds to complete the opening handshake (default
             :data:`course.wire.limits.HANDSHAKE_TIMEOUT`); for aiohttp, to send a
             complete request head.
+        idle_grace: when every place is taken by open connections, the one silent the
+            longest is evicted for a newcomer if it sent nothing for this many seconds
+            (default :data:`course.wire.limits.IDLE_GRACE`).
 
     Attributes:
         table: the :class:`~course.wire.limits.ConnectionTable` (the bookkeeping).
@@ -91,9 +95,10 @@ class ConnectionGuard:
     """
 
     def __init__(self, *, max_connections: int | None = None, max_per_address: int = MAX_PER_ADDRESS,
-                 max_pending: int = MAX_PENDING, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                 max_pending: int = MAX_PENDING, handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 idle_grace: float = IDLE_GRACE) -> None:
         self.table = ConnectionTable(max_connections or default_max_connections(), max_per_address,
-                                     max_pending, handshake_timeout)
+                                     max_pending, handshake_timeout, idle_grace)
         self.stats = GuardStats()
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._log_bucket = TokenBucket(rate=0.1, burst=1)
@@ -127,6 +132,10 @@ class ConnectionGuard:
         self.stats.admitted += 1
         self._timers[transport] = loop.call_later(self.table.handshake_timeout, self._expire, transport)
         return True
+
+    def touch(self, transport: asyncio.BaseTransport | None) -> None:
+        """The connection sent something: it is alive (see ``idle_grace``)."""
+        self.table.touch(transport, asyncio.get_running_loop().time())
 
     def opened(self, transport: asyncio.BaseTransport | None) -> None:
         """The connection completed its handshake (or its request head): no deadline now."""
@@ -175,6 +184,10 @@ class ConnectionGuard:
                 guard.release(self.transport)
                 super().connection_lost(exc)
 
+            def data_received(self, data: bytes) -> None:
+                guard.touch(self.transport)
+                super().data_received(data)
+
             async def handshake(self, *args: Any, **kwargs: Any) -> None:
                 await super().handshake(*args, **kwargs)
                 guard.opened(self.transport)
@@ -218,6 +231,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._transport is not None and self._transport.is_closing():
             return  # refused: do not parse its request
+        self._guard.touch(self._transport)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

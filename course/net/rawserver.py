@@ -197,6 +197,8 @@ class EchoServer(Service):
                     writer.write(conn.data_to_send())
                 data = await self._read(conn, reader, started)
                 received += len(data)
+                if data:
+                    self.guard.touch(transport)
                 if conn.should_close:  # failed by a deadline
                     events = []
                 elif data:

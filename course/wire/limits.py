@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_JSON_DEPTH", "MESSAGE_RATE", "MESSAGE_BURST", "RATE_STRIKES", "MAX_CONNECTIONS",
-    "MAX_PER_ADDRESS", "MAX_PENDING", "HANDSHAKE_TIMEOUT", "MAX_JOINS",
+    "MAX_PER_ADDRESS", "MAX_PENDING", "HANDSHAKE_TIMEOUT", "IDLE_GRACE", "MAX_JOINS",
     "TokenBucket", "Verdict", "RateLimit", "json_depth", "check_json_depth", "JsonTooDeep",
     "Admission", "ConnectionTable", "JoinLimit",
 ]
@@ -38,6 +38,7 @@ MAX_CONNECTIONS = 1000     #: connections in total (the usual open-file limit is
 MAX_PER_ADDRESS = 1000     #: connections from one client IP address (loopback: all of them)
 MAX_PENDING = 64           #: connections still in their opening handshake
 HANDSHAKE_TIMEOUT = 10.0   #: seconds a connection has to complete its opening handshake
+IDLE_GRACE = 10.0          #: seconds of silence after which an open connection may be evicted when full
 MAX_JOINS = 100            #: topics one connection may join (channels)
 
 
@@ -187,6 +188,7 @@ class _Entry:
     address: str
     since: float
     open: bool = False
+    last: float = 0.0  # when it last sent anything
 
 
 @dataclass
@@ -200,7 +202,10 @@ class ConnectionTable:
     - at most ``max_pending`` pending at once;
     - when a newcomer finds no place, the oldest *pending* connection (of its own address
       if that address is full) is evicted for it: half-open connections cannot lock out
-      a client that completes its handshake; only open connections hold their place;
+      a client that completes its handshake;
+    - if none is pending, the open connection silent the longest is evicted, provided it
+      sent nothing (data, or a pong) for ``idle_grace`` seconds: connections opened and
+      left silent cannot lock out a live client for long (call :meth:`touch` on input);
     - a pending connection older than ``handshake_timeout`` seconds is expired (slowloris).
 
     Keys are anything hashable (a transport, a task); addresses are strings (client IPs).
@@ -210,12 +215,14 @@ class ConnectionTable:
         max_per_address: see :data:`MAX_PER_ADDRESS`.
         max_pending: see :data:`MAX_PENDING`.
         handshake_timeout: see :data:`HANDSHAKE_TIMEOUT`.
+        idle_grace: see :data:`IDLE_GRACE`.
     """
 
     max_connections: int = MAX_CONNECTIONS
     max_per_address: int = MAX_PER_ADDRESS
     max_pending: int = MAX_PENDING
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    idle_grace: float = IDLE_GRACE
     _entries: OrderedDict = field(default_factory=OrderedDict, repr=False)  # key -> _Entry, oldest first
     _per_address: dict = field(default_factory=dict, repr=False)
 
@@ -246,6 +253,19 @@ class ConnectionTable:
                 return key
         return None
 
+    def _most_idle(self, now: float, address: str | None = None) -> Hashable | None:
+        victim, oldest = None, now - self.idle_grace
+        for key, entry in self._entries.items():
+            if entry.open and entry.last <= oldest and (address is None or entry.address == address):
+                victim, oldest = key, entry.last
+        return victim
+
+    def touch(self, key: Hashable, now: float) -> None:
+        """The connection sent something at ``now`` (it is not idle)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.last = now
+
     def admit(self, key: Hashable, address: str, now: float) -> tuple[Admission, list[Hashable]]:
         """A new connection from ``address`` at ``now``.
 
@@ -258,16 +278,20 @@ class ConnectionTable:
         if self.count(address) >= self.max_per_address:
             victim = self._oldest_pending(address)
             if victim is None:
+                victim = self._most_idle(now, address)
+            if victim is None:
                 return Admission.ADDRESS_FULL, evicted
             self.release(victim)
             evicted.append(victim)
         if len(self._entries) >= self.max_connections or self.pending >= self.max_pending:
             victim = self._oldest_pending()
+            if victim is None and len(self._entries) >= self.max_connections:
+                victim = self._most_idle(now)
             if victim is None:
                 return Admission.FULL, evicted
             self.release(victim)
             evicted.append(victim)
-        self._entries[key] = _Entry(address, now)
+        self._entries[key] = _Entry(address, now, last=now)
         self._per_address[address] = self.count(address) + 1
         return Admission.ADMIT, evicted
 
