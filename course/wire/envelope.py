@@ -110,7 +110,8 @@ def loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         check_json_depth(data, max_depth)
     except JsonTooDeep as error:
-        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: {error}") from None
+        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: nested too deeply ({error.depth} levels, "
+                         f"at most {error.limit})") from None
     try:
         return json.loads(data)
     except json.JSONDecodeError as error:

@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from course.wire.limits import check_json_depth
+from course.wire.limits import JsonTooDeep, check_json_depth
 
 __all__ = ["VSN", "PHOENIX_TOPIC", "Event", "Status", "BadFrame", "Message", "encode", "decode",
            "reply", "ok", "error", "push"]
@@ -121,7 +121,9 @@ def decode(data: str | bytes) -> Message:
         frame = json.loads(data)
     except json.JSONDecodeError as problem:
         raise BadFrame(f"not JSON: {problem.msg} at position {problem.pos}") from None
-    except ValueError as problem:  # nested too deeply, or an integer of > 4,300 digits
+    except JsonTooDeep as problem:
+        raise BadFrame(f"not JSON: nested too deeply ({problem.depth} levels, at most {problem.limit})") from None
+    except ValueError as problem:  # e.g. an integer of more than 4,300 digits
         raise BadFrame(f"not JSON: {str(problem)[:80]}") from None
     except RecursionError:
         raise BadFrame("not JSON: nested too deeply") from None
