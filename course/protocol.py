@@ -40,7 +40,7 @@ import functools
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -602,6 +602,8 @@ class FrameReader:
     - RSV bits set (no extension is negotiated) -> 1002;
     - control frames longer than 125 bytes or fragmented -> 1002;
     - a 64-bit length with its most significant bit set -> 1002;
+    - a length not in its shortest form (section 5.2: 126 for a length that fits in
+      7 bits, 127 for one that fits in 16) -> 1002;
     - masking not as expected (``expect_masked``) -> 1002;
     - payload longer than ``max_frame_size`` -> 1009 (detected from the header,
       before the payload is read).
@@ -747,6 +749,9 @@ class FrameReader:
                 raise ProtocolError(error, "fragmented control frame")
         if header.payload_length >= 1 << 63:
             raise ProtocolError(error, "64-bit payload length with the high bit set")
+        if (header.length_bytes == 2 and header.payload_length < 126) or \
+                (header.length_bytes == 8 and header.payload_length < 1 << 16):
+            raise ProtocolError(error, "payload length not in its minimal encoding")
         if self.expect_masked is not None and header.masked != self.expect_masked:
             if self.expect_masked:
                 raise ProtocolError(error, "client frames must be masked")
@@ -1054,6 +1059,9 @@ class ServerProtocol:
         max_message_size: Largest message accepted (also the largest frame);
             bigger ones fail the connection with 1009.  ``None``: no limit.
         max_frame_size: Largest single frame, defaults to ``max_message_size``.
+        check_request: Called with each valid upgrade :class:`Request` before it is
+            accepted; it refuses the handshake by raising :class:`HandshakeError`
+            (e.g. 403 for an ``Origin`` that is not allowed).  ``None``: accept all.
 
     Attributes:
         state: The :class:`State`.
@@ -1064,17 +1072,22 @@ class ServerProtocol:
         close_reason: The reason that went with ``close_code``.
         should_close: True once the I/O layer must close the TCP connection
             (after writing :meth:`data_to_send`).
+        frames_count: Frames received so far (control frames and empty fragments
+            included): what a server rate-limits to stop floods.
     """
 
     def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-                 max_frame_size: int | None = None) -> None:
+                 max_frame_size: int | None = None,
+                 check_request: Callable[[Request], None] | None = None) -> None:
         if max_frame_size is None:
             max_frame_size = max_message_size
+        self.check_request = check_request
         self.state = State.CONNECTING
         self.request: Request | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.should_close = False
+        self.frames_count = 0
         self._head = bytearray()
         self._out: list[bytes] = []
         self._reader = FrameReader(expect_masked=True, max_frame_size=max_frame_size)
@@ -1082,6 +1095,15 @@ class ServerProtocol:
         self._lookahead: tuple[FrameHeader, object, int] | None = None
 
     # -- input ---------------------------------------------------------------
+
+    @property
+    def message_pending(self) -> bool:
+        """Whether part of a frame or of a fragmented message is waiting for the rest.
+
+        A server bounds how long this may last (a client that stalls mid-message
+        pins the memory of what it sent so far).
+        """
+        return self._reader.buffered > 0 or self._assembler.in_progress
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes received from the client; :meth:`events_received` parses them.
@@ -1157,6 +1179,8 @@ class ServerProtocol:
         try:
             request = parse_request(head)
             key = validate_request(request)
+            if self.check_request is not None:
+                self.check_request(request)
         except HandshakeError as exc:
             return self._reject(exc)
         self.request = request
@@ -1208,6 +1232,7 @@ class ServerProtocol:
             raise ProtocolError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
 
     def _handle(self, frame: Frame):
+        self.frames_count += 1
         opcode = frame.opcode
         if opcode == Opcode.CLOSE:
             code, reason = decode_close(frame.payload)

@@ -273,7 +273,8 @@ def test_cli_serves_and_stops_cleanly_on_signal(sig):
 
 @pytest.mark.browser
 def test_chromium_websocket_echo(chromium, blank_page_url):
-    process, url = start_cli()
+    # the page is on another port: a foreign origin, let in by name (the Origin rule)
+    process, url = start_cli("--allow-origin", blank_page_url.rstrip("/"))
     try:
         page = chromium.new_page()
         try:

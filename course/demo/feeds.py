@@ -81,20 +81,35 @@ _PUSHED_LINES = {  # the pushed kinds, one column each: "#03 price  ACME 101.25"
     Kind.CLOCK.value: "clock  {time}",
     Kind.PRICE.value: "price  {symbol} {price:.2f}",
 }
+_PUSHED_FIELDS = {  # what each pushed kind must carry to be shown
+    Kind.NEWS.value: {"text": str},
+    Kind.CLOCK.value: {"time": str},
+    Kind.PRICE.value: {"symbol": str, "price": (int, float)},
+}
+
+
+def _bad_fields(message: dict[str, Any]) -> list[str]:
+    return [name for name, kind in _PUSHED_FIELDS[message["type"]].items()
+            if not isinstance(message.get(name), kind) or isinstance(message.get(name), bool)]
 
 
 def format_event(message: dict[str, Any]) -> str:
     """One human-readable line for a message (what the feed widget shows).
 
-    Timing fields (``sent_ns``) are left out so that the line is deterministic.
+    Timing fields (``sent_ns``) are left out so that the line is deterministic.  Never
+    raises on what a peer sent: a known type with missing or mistyped fields (say
+    ``{"type": "news"}`` relayed by the hub) gives a line that says so.
     """
     kind = message.get("type")
     if kind in _PUSHED_LINES:
         seq = message.get("seq")
-        prefix = f"#{seq:02d} " if isinstance(seq, int) else ""
-        return prefix + _PUSHED_LINES[kind].format(**message)
+        prefix = f"#{seq:02d} " if isinstance(seq, int) and not isinstance(seq, bool) else ""
+        bad = _bad_fields(message)
+        if bad:
+            return prefix + f"{kind:<6} (malformed: missing or invalid {', '.join(bad)})"
+        return prefix + _PUSHED_LINES[kind].format(**{name: message[name] for name in _PUSHED_FIELDS[kind]})
     if kind == Kind.ACK:
-        return f"server: {message['text']}"
+        return f"server: {message.get('text', '')}"
     if kind == Kind.ERROR:
         return f"server error ({message.get('code', '?')}): {message.get('error', '')}"
     if kind == Kind.CHAT:

@@ -28,26 +28,73 @@ holding up every other tab, and stopping never waits for it.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
 import json
+import re
 import sys
+import time
 from collections import deque
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, join_aiohttp
-from course.wire.origin import origin_allowed
+from course.net.guard import ConnectionGuard, flushed, start_app
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES, parse_client_message
 from course.wire.envelope import BadMessage, ErrorCode
+from course.wire.limits import MESSAGE_BURST, MESSAGE_RATE, RATE_STRIKES, RateLimit, Verdict
+from course.wire.origin import request_origin_allowed
 
-__all__ = ["ChatServer", "start_chat", "main"]
+__all__ = ["ChatServer", "content_security_policy", "start_chat", "main"]
 
 
 def _page() -> bytes:
     return resources.files("course.ui").joinpath("static/chat.html").read_bytes()
+
+
+def _hashes(page: bytes, tag: str) -> str:
+    """CSP source list allowing exactly the page's inline ``<script>``s or ``<style>``s."""
+    blocks = re.findall(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), page, re.S)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'"
+                    for b in blocks) or "'none'"
+
+
+def _jupyter_origins() -> list[str]:
+    """Origins of the Jupyter servers running on this machine (they show the chat in a frame)."""
+    try:
+        from jupyter_server.serverapp import list_running_servers
+        servers = list(list_running_servers())
+    except Exception:  # no Jupyter here, or an unreadable runtime directory
+        return []
+    origins = []
+    for info in servers:
+        url = urlsplit(str(info.get("url", "")))
+        if url.scheme in ("http", "https") and url.port:
+            hosts = {url.hostname, "127.0.0.1", "localhost"} if url.hostname in (
+                "localhost", "127.0.0.1") else {url.hostname}
+            origins += [f"{url.scheme}://{host}:{url.port}" for host in sorted(hosts)]
+    return origins
+
+
+def content_security_policy(page: bytes, frame_ancestors: list[str]) -> str:
+    """The chat page's ``Content-Security-Policy``.
+
+    Only the page's own inline script and style run (by hash; an injected ``<script>``
+    or ``onerror=`` attribute does not), it connects only to its own origin (its
+    WebSocket), and only its own origin and ``frame_ancestors`` may show it in a frame
+    (clickjacking).
+    """
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    return (f"default-src 'none'; script-src {_hashes(page, 'script')}; "
+            f"style-src {_hashes(page, 'style')}; connect-src 'self'; img-src 'self'; "
+            f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")
 
 
 class ChatServer(AppService):
@@ -73,6 +120,17 @@ class ChatServer(AppService):
         max_bytes: bytes a page's queue may hold; beyond, it is dropped at once.
         close_timeout: seconds a closing page has to answer the close frame before its
             TCP connection is aborted; stopping never takes much longer than this.
+        guard: connection cap, per-address cap and handshake deadline (default: a
+            :class:`course.net.guard.ConnectionGuard` with its defaults).
+        rate: messages per second one page may send (``None``: no limit); over it the
+            message is refused with ``rate-limited``, and ``strikes`` refusals in a row
+            close the page with 1008 (:class:`course.wire.limits.RateLimit`).
+        burst: messages one page may send at once.
+        strikes: see ``rate``.
+
+    The page is served with a ``Content-Security-Policy`` (:func:`content_security_policy`):
+    its own script and style only, and framed only by itself, the allowed origins and the
+    Jupyter servers running on this machine (how a notebook shows it).
 
     Raises:
         ValueError: ``queue_size`` below 1 or ``grace`` not positive.
@@ -82,18 +140,35 @@ class ChatServer(AppService):
     path = "/"
 
     def __init__(self, *, allowed_origins: str | set[str] | None = None, queue_size: int = 16,
-                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0):
+                 grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0,
+                 guard: ConnectionGuard | None = None, rate: float | None = MESSAGE_RATE,
+                 burst: float = MESSAGE_BURST, strikes: int = RATE_STRIKES):
         self.allowed_origins = allowed_origins if allowed_origins == "*" else set(allowed_origins or ())
+        self.guard = guard if guard is not None else ConnectionGuard()
+        self.rate, self.burst, self.strikes = rate, burst, strikes
         self.room = Fanout(queue_size, grace=grace, max_bytes=max_bytes, close_timeout=close_timeout)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)
         self.next_id = 1
         self.host = ""
         self.port = 0
         self._runner: web.AppRunner | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self.guard.middleware])
         self.app.router.add_get("/", self._page)
         self.app.router.add_get("/ws", self._websocket)
 
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> ChatServer:
+        """Listen on ``host:port`` (port 0: any free port), under :attr:`guard`; return ``self``.
+
+        Raises:
+            RuntimeError: already started.
+            OSError: the address is in use or cannot be bound.
+        """
+        if self._runner is not None:
+            raise RuntimeError("this ChatServer is already started")
+        self._runner = await start_app(self.app, host, port, self.guard, self.shutdown_timeout)
+        self.host, self.port = self._runner.addresses[0][:2]
+        return self
 
     @property
     def ws_url(self) -> str:
@@ -122,7 +197,8 @@ class ChatServer(AppService):
         Raises:
             BadMessage: the text or name is invalid (same rules as for clients).
         """
-        message = parse_client_message(json.dumps({"type": "message", "text": text, "name": name}))
+        message = parse_client_message(json.dumps({"type": "message", "text": text, "name": name}),
+                                       reserved=())
         return self._broadcast_message(message)
 
     def _broadcast_message(self, message: dict[str, str]) -> dict[str, Any]:
@@ -133,11 +209,15 @@ class ChatServer(AppService):
         return payload
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        return origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins)
+        return request_origin_allowed(request.headers, self.allowed_origins, self.port)
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(body=_page(), content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+        page = _page()
+        ancestors = [] if self.allowed_origins == "*" else sorted(self.allowed_origins)
+        csp = content_security_policy(page, ancestors + _jupyter_origins())
+        return web.Response(body=page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": csp,
+                                     "X-Content-Type-Options": "nosniff"})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if not self._origin_allowed(request):
@@ -146,9 +226,23 @@ class ChatServer(AppService):
         if not await join_aiohttp(self.room, request, ws):
             return ws
         self.room.send(ws, json.dumps({"type": "welcome", "history": list(self.history)}))
+        limit = None if self.rate is None else RateLimit(self.rate, self.burst, self.strikes)
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                verdict = Verdict.ALLOW if limit is None else limit.check(time.monotonic())
+                if verdict is Verdict.CLOSE:
+                    await flushed(self.room.clients.get(ws))  # its error replies first
+                    self.room.leave(ws)
+                    with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+                        async with asyncio.timeout(self.room.close_timeout or 2.0):
+                            await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"too many messages")
+                    if request.transport is not None:
+                        request.transport.abort()
+                    break
+                if verdict is Verdict.REFUSE:
+                    self.room.send(ws, BadMessage(
+                        ErrorCode.RATE_LIMITED, f"too many messages: at most {self.rate:g} a second").encode())
+                elif msg.type == WSMsgType.TEXT:
                     try:
                         message = parse_client_message(msg.data)
                     except BadMessage as error:

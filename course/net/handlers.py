@@ -139,8 +139,9 @@ async def read_messages(websocket: ClientConnection,
     """Client side: decode every incoming frame and hand it to ``on_message``.
 
     Runs until the connection closes (normally a background task).  A frame that
-    is not a valid message goes to ``on_error`` (or is skipped) instead of
-    killing the reader.
+    is not a valid message, or a message that ``on_message`` fails on (raises an
+    ``Exception``), goes to ``on_error`` (or is skipped) instead of killing the
+    reader: later messages are still delivered.
 
     Returns:
         How many messages were delivered.
@@ -154,7 +155,12 @@ async def read_messages(websocket: ClientConnection,
                 if on_error is not None:
                     on_error(str(error))
                 continue
-            on_message(message)
+            try:
+                on_message(message)
+            except Exception as error:  # what a peer sent broke the callback: report, go on
+                if on_error is not None:
+                    on_error(f"cannot handle {message.get('type')!r} message: {error!r}")
+                continue
             delivered += 1
     except ConnectionClosed:
         pass

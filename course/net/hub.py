@@ -9,22 +9,38 @@ the library's keepalive pings (``ping_interval`` / ``ping_timeout``, the equival
 gorilla's ``pingPeriod`` / ``pongWait``).
 
 Messages are the course's envelope (:mod:`course.wire.envelope`); a frame that is not
-one is answered with an error message, and the connection stays open.
+one is answered with an error message, and the connection stays open.  The hub, not the
+client, says who sent a message: it sets ``sender`` (a client-supplied one is replaced).
+
+Limits, with their defaults: a message of at most 1 MiB (``websockets``' ``max_size``;
+bigger: 1009); per connection, :data:`course.wire.limits.MESSAGE_RATE` messages a second
+with bursts of :data:`~course.wire.limits.MESSAGE_BURST` (beyond: an error
+``rate-limited``; :data:`~course.wire.limits.RATE_STRIKES` refusals in a row: 1008); JSON
+nested at most :data:`~course.wire.limits.MAX_JSON_DEPTH` deep; browser pages only from
+allowed origins (:mod:`course.wire.origin`, else 403); connections capped and handshakes
+bounded by a :class:`course.net.guard.ConnectionGuard`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Collection
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
 from course.net.fanout import Fanout, Verdict, close_within
+from course.net.guard import ConnectionGuard, flushed
 from course.net.lifecycle import Service
-from course.wire.envelope import BadMessage, decode
+from course.wire.envelope import BadMessage, ErrorCode, decode
+from course.wire.limits import MESSAGE_BURST, MESSAGE_RATE, RATE_STRIKES, RateLimit
+from course.wire.limits import Verdict as Rate
+from course.wire.origin import request_origin_allowed
 
 __all__ = ["Hub", "HubConnection", "HubServer", "serve_hub"]
 
@@ -50,6 +66,10 @@ class Hub(Fanout):
         grace: seconds a client's queue may stay full before it is dropped.
         max_bytes: bytes a client's queue may hold; beyond, it is dropped at once.
         max_buffered: bytes a client's write buffer may hold for longer than ``grace``.
+        rate: messages per second one client may send (``None``: no limit); see
+            :class:`course.wire.limits.RateLimit`.
+        burst: messages one client may send at once.
+        strikes: refused messages in a row that close the client (1008).
 
     Raises:
         ValueError: ``queue_size`` below 1, ``grace`` not positive, a negative bound.
@@ -61,10 +81,12 @@ class Hub(Fanout):
     def __init__(self, queue_size: int = 16,
                  on_event: Callable[[str, str], None] | None = None, *,
                  grace: float = 1.0, max_bytes: int = 1024 * 1024,
-                 max_buffered: int = 256 * 1024) -> None:
+                 max_buffered: int = 256 * 1024, rate: float | None = MESSAGE_RATE,
+                 burst: float = MESSAGE_BURST, strikes: int = RATE_STRIKES) -> None:
         super().__init__(queue_size, grace=grace, max_bytes=max_bytes,
                          max_buffered=max_buffered, on_event=on_event)
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=100)  #: the last refusals, for people
+        self.rate, self.burst, self.strikes = rate, burst, strikes
 
     async def handler(self, websocket: ServerConnection) -> None:
         """The ``websockets`` connection handler (pass ``hub.handler`` to ``serve``).
@@ -77,15 +99,24 @@ class Hub(Fanout):
                            close=websocket.close, abort=transport.abort,
                            buffered=transport.get_write_buffer_size,
                            close_timeout=websocket.close_timeout)
+        limit = None if self.rate is None else RateLimit(self.rate, self.burst, self.strikes)
         try:
             async for frame in websocket:
+                verdict = Rate.ALLOW if limit is None else limit.check(time.monotonic())
+                if verdict is Rate.CLOSE:
+                    await flushed(outbox)  # its error replies first
+                    await websocket.close(CloseCode.POLICY_VIOLATION, "too many messages")
+                    break
                 try:
+                    if verdict is Rate.REFUSE:
+                        raise BadMessage(ErrorCode.RATE_LIMITED,
+                                         f"too many messages: at most {self.rate:g} a second")
                     message = decode(frame)
                 except BadMessage as error:
                     self.errors.append(str(error))
                     self.send(websocket, error.encode())
                     continue
-                message.setdefault("sender", outbox.name)
+                message["sender"] = outbox.name  # the hub says who sent it, not the client
                 self.broadcast(json.dumps(message, separators=(",", ":")))
         except ConnectionClosed:  # dropped as too slow, or vanished without a close frame
             pass
@@ -141,7 +172,8 @@ class HubServer(Service):
 
 async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
                     ping_interval: float | None = 5.0, ping_timeout: float | None = 5.0,
-                    **kwargs: Any) -> HubServer:
+                    allowed_origins: str | Collection[str] = (),
+                    guard: ConnectionGuard | None = None, **kwargs: Any) -> HubServer:
     """Start a server whose handler is ``hub.handler``.
 
     Its connections are :class:`HubConnection`: closing one (``close()``, a
@@ -157,6 +189,11 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
             (``None``: never), like gorilla's ``pingPeriod``.
         ping_timeout: a client whose pong does not come back within ``ping_timeout``
             seconds is dead or frozen and gets closed (gorilla's ``pongWait``).
+        allowed_origins: browser origins let in besides the server's own (``"*"``: any);
+            others get 403 (:func:`course.wire.origin.origin_allowed`).
+        guard: the connection cap and handshake deadline (default: a new
+            :class:`course.net.guard.ConnectionGuard` with its defaults; ``open_timeout``,
+            10 s by default, also bounds the handshake).
         **kwargs: passed to :func:`websockets.asyncio.server.serve`; e.g.
             ``close_timeout`` bounds how long a dropped, dead or stopped peer has to
             answer the close frame before its TCP connection is aborted (default 10 s).
@@ -164,7 +201,16 @@ async def serve_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
     Raises:
         OSError: the address is not available.
     """
-    kwargs.setdefault("create_connection", HubConnection)
+    guard = guard if guard is not None else ConnectionGuard()
+    kwargs.setdefault("create_connection", guard.connection_class(HubConnection))
+    kwargs.setdefault("max_size", 1 << 20)
+
+    def check_origin(connection: ServerConnection, request: Request) -> Response | None:
+        if request_origin_allowed(request.headers, allowed_origins, connection.local_address[1]):
+            return None
+        return connection.respond(403, "origin not allowed\n")
+
+    kwargs.setdefault("process_request", check_origin)
     server = await serve(hub.handler, host, port, ping_interval=ping_interval,
                          ping_timeout=ping_timeout, **kwargs)
     return HubServer(hub, server)

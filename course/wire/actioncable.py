@@ -64,6 +64,7 @@ from typing import Any
 
 from course.wire.channels import room_of
 from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
+from course.wire.limits import JsonTooDeep, check_json_depth
 
 __all__ = ["PROTOCOL", "UNSUPPORTED", "CHANNEL", "PING_INTERVAL", "COMMANDS", "BadCommand", "Command",
            "decode", "welcome", "ping", "confirm", "reject", "transmit", "disconnect", "error",
@@ -113,10 +114,16 @@ def _object(text: Any, what: str, identifier: str | None = None) -> dict[str, An
         raise BadCommand(f"{what} must be a string holding a JSON object, got {type(text).__name__}",
                          identifier=identifier)
     try:
+        check_json_depth(text)
         value = json.loads(text)
     except json.JSONDecodeError as problem:
         raise BadCommand(f"{what} is not JSON: {problem.msg} at position {problem.pos}",
                          identifier=identifier) from None
+    except JsonTooDeep as problem:
+        raise BadCommand(f"{what} is not JSON: nested too deeply ({problem.depth} levels, at most "
+                         f"{problem.limit})", identifier=identifier) from None
+    except ValueError as problem:  # e.g. an integer of more than 4,300 digits
+        raise BadCommand(f"{what} is not JSON: {str(problem)[:80]}", identifier=identifier) from None
     except RecursionError:
         raise BadCommand(f"{what} is not JSON: nested too deeply", identifier=identifier) from None
     if not isinstance(value, dict):

@@ -9,23 +9,58 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Collection
+
 from course.wire.envelope import BadMessage, ErrorCode, Kind, decode
 
 __all__ = ["MAX_TEXT_CHARS", "MAX_NAME_CHARS", "MAX_FRAME_BYTES", "HISTORY_SIZE",
-           "parse_client_message", "text_field"]
+           "RESERVED_NAMES", "BIDI_CONTROLS", "parse_client_message", "check_name", "text_field"]
 
 MAX_TEXT_CHARS = 500          #: longest accepted message text
 MAX_NAME_CHARS = 32           #: longest accepted name
 MAX_FRAME_BYTES = 64 * 1024   #: larger frames are refused with close code 1009
 HISTORY_SIZE = 50             #: messages replayed to a page that (re)connects
+#: names a page may not take (compared case-insensitively, after NFKC normalisation)
+RESERVED_NAMES = frozenset({"kernel", "server", "system", "admin", "moderator"})
+#: the characters that reorder text (U+202A-U+202E, U+2066-U+2069, marks): refused in
+#: names and texts, since they can make a line read as something else
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
 
 
-def parse_client_message(data: str) -> dict[str, str]:
+def check_name(name: str, reserved: Collection[str] = RESERVED_NAMES) -> str:
+    """A display name, checked: no control, format (bidi, zero-width) or separator
+    characters other than spaces, and not a reserved name such as ``kernel``.
+
+    Args:
+        name: the stripped name.
+        reserved: names refused (case-insensitive, NFKC-normalised).
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        BadMessage: ``bad-shape``, with the reason.
+    """
+    for char in name:
+        category = unicodedata.category(char)
+        if category[0] == "C" or category in ("Zl", "Zp") or (category == "Zs" and char != " "):
+            raise BadMessage(ErrorCode.BAD_SHAPE,
+                             f"name contains a control or invisible character (U+{ord(char):04X})")
+    if unicodedata.normalize("NFKC", name).casefold() in {r.casefold() for r in reserved}:
+        raise BadMessage(ErrorCode.BAD_SHAPE, f"the name {name!r} is reserved")
+    return name
+
+
+def parse_client_message(data: str, *, reserved: Collection[str] = RESERVED_NAMES) -> dict[str, str]:
     """Validate one text message from a page.
 
     Args:
         data: the text of a WebSocket message, expected to be a JSON object
             ``{"type": "message", "text": str, "name": str (optional)}``.
+        reserved: names a page may not use (:data:`RESERVED_NAMES`; the server itself
+            posts as ``kernel`` with ``reserved=()``).
 
     Returns:
         ``{"name": ..., "text": ...}`` with surrounding whitespace stripped and
@@ -34,7 +69,9 @@ def parse_client_message(data: str) -> dict[str, str]:
     Raises:
         BadMessage: not JSON (``bad-json``); not an object of type ``"message"``, or a
             text or name that is not a string (``bad-shape``); an empty text (``empty``);
-            a text or name that is too long (``too-long``).
+            a text or name that is too long (``too-long``); a name with control or
+            bidi characters, or reserved, or a text with bidi controls or control
+            characters other than newline and tab (``bad-shape``).
     """
     try:
         obj = decode(data, types={Kind.MESSAGE.value})
@@ -55,6 +92,12 @@ def parse_client_message(data: str) -> dict[str, str]:
     if len(name) > MAX_NAME_CHARS:
         raise BadMessage(ErrorCode.TOO_LONG,
                          f"name too long: {len(name)} characters, at most {MAX_NAME_CHARS}")
+    check_name(name, reserved)
+    bad = next((c for c in text if c in BIDI_CONTROLS
+                or (unicodedata.category(c) == "Cc" and c not in "\n\t")), None)
+    if bad is not None:
+        raise BadMessage(ErrorCode.BAD_SHAPE,
+                         f"text contains a control or bidi character (U+{ord(bad):04X})")
     return {"name": name, "text": text}
 
 

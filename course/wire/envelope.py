@@ -21,7 +21,9 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["Kind", "ErrorCode", "BadMessage", "encode", "decode", "error_message"]
+from course.wire.limits import MAX_JSON_DEPTH, JsonTooDeep, check_json_depth
+
+__all__ = ["Kind", "ErrorCode", "BadMessage", "encode", "loads", "decode", "error_message"]
 
 
 class Kind(str, enum.Enum):
@@ -47,6 +49,7 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_TYPE = "unknown-type"  #: an object whose ``type`` this endpoint does not know
     EMPTY = "empty"                #: a required text is empty
     TOO_LONG = "too-long"          #: a field is longer than the endpoint accepts
+    RATE_LIMITED = "rate-limited"  #: too many messages: this one was dropped, slow down
 
 
 class BadMessage(ValueError):
@@ -87,19 +90,17 @@ def encode(kind: Kind | str, **fields: Any) -> str:
         raise BadMessage(ErrorCode.BAD_SHAPE, f"cannot encode message: {error}") from None
 
 
-def decode(data: str | bytes, *, types: Collection[str] | None = None) -> dict[str, Any]:
-    """Parse one message.
+def loads(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from the network, turning every way it can fail into a :class:`BadMessage`.
 
     Args:
-        data: the payload of a text frame (bytes are decoded as UTF-8).
-        types: the ``type`` values this endpoint accepts (default: every :class:`Kind`).
-
-    Returns:
-        The message as a dict with a string ``type``.
+        data: the text (bytes are decoded as UTF-8).
+        max_depth: deepest nesting of arrays and objects accepted.
 
     Raises:
-        BadMessage: not UTF-8 (``not-text``), not JSON (``bad-json``), not an object with a
-            string ``type`` (``bad-shape``), or a ``type`` outside ``types`` (``unknown-type``).
+        BadMessage: not UTF-8 (``not-text``); not JSON, or a number Python refuses to convert, such as an
+            integer of more than 4,300 digits, or nested deeper than ``max_depth``
+            (``bad-json``).
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
@@ -107,12 +108,40 @@ def decode(data: str | bytes, *, types: Collection[str] | None = None) -> dict[s
         except UnicodeDecodeError:
             raise BadMessage(ErrorCode.NOT_TEXT, "binary frame is not UTF-8 text") from None
     try:
-        message = json.loads(data)
+        check_json_depth(data, max_depth)
+    except JsonTooDeep as error:
+        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: nested too deeply ({error.depth} levels, "
+                         f"at most {error.limit})") from None
+    try:
+        return json.loads(data)
     except json.JSONDecodeError as error:
         raise BadMessage(ErrorCode.BAD_JSON,
                          f"bad JSON: {error.msg} at position {error.pos}") from None
+    except ValueError as error:  # e.g. int() of more than sys.get_int_max_str_digits() digits
+        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: {str(error)[:80]}") from None
     except RecursionError:
         raise BadMessage(ErrorCode.BAD_JSON, "bad JSON: nested too deeply") from None
+
+
+def decode(data: str | bytes, *, types: Collection[str] | None = None,
+           max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse one message.
+
+    Args:
+        data: the payload of a text frame (bytes are decoded as UTF-8).
+        types: the ``type`` values this endpoint accepts (default: every :class:`Kind`).
+        max_depth: deepest JSON nesting accepted (default
+            :data:`course.wire.limits.MAX_JSON_DEPTH`).
+
+    Returns:
+        The message as a dict with a string ``type``.
+
+    Raises:
+        BadMessage: not UTF-8 (``not-text``), not JSON or nested too deeply
+            (``bad-json``), not an object with a string ``type`` (``bad-shape``), or a
+            ``type`` outside ``types`` (``unknown-type``).
+    """
+    message = loads(data, max_depth=max_depth)
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise BadMessage(ErrorCode.BAD_SHAPE, 'expected a JSON object with a "type" string')
     allowed = {k.value for k in Kind} if types is None else set(types)

@@ -31,6 +31,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from course.wire.limits import JsonTooDeep, check_json_depth
+
 __all__ = ["VSN", "PHOENIX_TOPIC", "Event", "Status", "BadFrame", "Message", "encode", "decode",
            "reply", "ok", "error", "push"]
 
@@ -115,9 +117,14 @@ def decode(data: str | bytes) -> Message:
         except UnicodeDecodeError:
             raise BadFrame("frame is not UTF-8 text") from None
     try:
+        check_json_depth(data)
         frame = json.loads(data)
     except json.JSONDecodeError as problem:
         raise BadFrame(f"not JSON: {problem.msg} at position {problem.pos}") from None
+    except JsonTooDeep as problem:
+        raise BadFrame(f"not JSON: nested too deeply ({problem.depth} levels, at most {problem.limit})") from None
+    except ValueError as problem:  # e.g. an integer of more than 4,300 digits
+        raise BadFrame(f"not JSON: {str(problem)[:80]}") from None
     except RecursionError:
         raise BadFrame("not JSON: nested too deeply") from None
     if not isinstance(frame, list) or len(frame) != 5:

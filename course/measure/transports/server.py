@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,13 +24,21 @@ from aiohttp import web
 from course.demo.news import NewsSource
 from course.measure.transports.config import HOST, compact_json
 from course.measure.transports.page import render_page
+from course.net.guard import ConnectionGuard, start_app
 from course.net.lifecycle import Service
-from course.wire.envelope import BadMessage, ErrorCode, error_message
+from course.wire.envelope import BadMessage, ErrorCode, error_message, loads
+from course.wire.limits import MESSAGE_BURST, MESSAGE_RATE, RATE_STRIKES, RateLimit, Verdict
+from course.wire.origin import request_origin_allowed
 from course.wire.sse import format_sse
 
-__all__ = ["ServerStats", "EventServer"]
+__all__ = ["LATENCY_SAMPLES", "MAX_POSTS", "MAX_ID_DIGITS", "ServerStats", "EventServer"]
 
 _UPSTREAM_SHAPE = 'expected {"ack": N, "t": ns} or {"post": "text"}'
+_ROUTES = frozenset({"/", "/events", "/stream", "/ws"})
+
+LATENCY_SAMPLES = 100_000  #: upstream latencies kept in :class:`ServerStats` (the newest)
+MAX_POSTS = 10_000         #: posts an :class:`EventServer` publishes in its life; then refused
+MAX_ID_DIGITS = 18         #: digits of an event id (``since``, ``Last-Event-ID``)
 
 
 @dataclass
@@ -39,10 +46,10 @@ class ServerStats:
     """What an :class:`EventServer` saw."""
 
     http_requests: int = 0
-    by_path: Counter = field(default_factory=Counter)
+    by_path: Counter = field(default_factory=Counter)  # the routes; any other path counts as "other"
     bad_requests: int = 0
     upstream_messages: int = 0
-    upstream_latencies_ms: list[float] = field(default_factory=list)
+    upstream_latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     posts: int = 0
     queries: list[dict[str, str]] = field(default_factory=list)  # the first 1000 query strings
 
@@ -58,12 +65,7 @@ def _parse_upstream(text: str) -> dict[str, Any]:
         BadMessage: not JSON (``bad-json``), another shape (``bad-shape``), an empty post
             (``empty``).
     """
-    try:
-        message = json.loads(text)
-    except ValueError as error:
-        raise BadMessage(ErrorCode.BAD_JSON, f"bad JSON: {error}") from None
-    except RecursionError:
-        raise BadMessage(ErrorCode.BAD_JSON, "bad JSON: nested too deeply") from None
+    message = loads(text)
     if not isinstance(message, dict):
         raise BadMessage(ErrorCode.BAD_SHAPE, _UPSTREAM_SHAPE)
     if _is_int(message.get("ack")) and _is_int(message.get("t")):
@@ -101,12 +103,28 @@ class EventServer(Service):
         max_wait: cap on the long-poll ``wait`` parameter, in seconds.
         page_size: how many newest events ``GET /`` lists.
         refresh: the page's meta-refresh period, in seconds.
+        allowed_origins: browser origins whose pages may open ``/ws`` besides the server's
+            own (``"*"``: any); others get 403 (:mod:`course.wire.origin`).
+        guard: connection cap and handshake deadline (default: a
+            :class:`course.net.guard.ConnectionGuard` with its defaults).
+        rate: upstream messages per second per WebSocket (``None``: no limit); beyond, an
+            error ``rate-limited``; ``strikes`` refusals in a row close it with 1008.
+        burst: upstream messages at once.
+        strikes: see ``rate``.
+        max_posts: posts published in the server's life (:data:`MAX_POSTS`); later ones
+            get the error ``rate-limited``.
+
+    State is bounded: ``stats.by_path`` counts the four routes and ``"other"``,
+    ``stats.upstream_latencies_ms`` keeps the newest :data:`LATENCY_SAMPLES`.
     """
 
     scheme = "http"
 
     def __init__(self, source: NewsSource, *, max_wait: float = 30.0, page_size: int = 30,
-                 refresh: float = 2.5) -> None:
+                 refresh: float = 2.5, allowed_origins: str | set[str] = (),
+                 guard: ConnectionGuard | None = None, rate: float | None = MESSAGE_RATE,
+                 burst: float = MESSAGE_BURST, strikes: int = RATE_STRIKES,
+                 max_posts: int = MAX_POSTS) -> None:
         if not (math.isfinite(max_wait) and max_wait >= 0):
             raise ValueError(f"max_wait must be a finite number of seconds >= 0, got {max_wait}")
         self.source = source
@@ -114,6 +132,10 @@ class EventServer(Service):
         self.page_size = page_size
         self.refresh = refresh
         self.stats = ServerStats()
+        self.allowed_origins = allowed_origins
+        self.guard = guard if guard is not None else ConnectionGuard()
+        self.rate, self.burst, self.strikes = rate, burst, strikes
+        self.max_posts = max_posts
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
 
@@ -125,14 +147,12 @@ class EventServer(Service):
         """
         if self._runner is not None or self.closing:
             raise RuntimeError("this EventServer is already started (or closed)")
-        app = web.Application(middlewares=[self._count])
+        app = web.Application(middlewares=[self.guard.middleware, self._count])
         app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
         app.router.add_get("/stream", self._stream)
         app.router.add_get("/ws", self._websocket)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        await web.TCPSite(runner, HOST, 0).start()
+        runner = await start_app(app, HOST, 0, self.guard, shutdown_timeout=2.0)
         self._runner = runner
         self.host, self.port = runner.addresses[0][:2]
         return self
@@ -167,7 +187,7 @@ class EventServer(Service):
     @web.middleware
     async def _count(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         self.stats.http_requests += 1
-        self.stats.by_path[request.path] += 1
+        self.stats.by_path[request.path if request.path in _ROUTES else "other"] += 1
         if len(self.stats.queries) < 1000:
             self.stats.queries.append(dict(request.query))
         return await handler(request)
@@ -180,8 +200,9 @@ class EventServer(Service):
     def _int_param(self, value: str | None, name: str) -> int:
         if value is None or value == "":
             return 0
-        if not value.isascii() or not value.isdigit():
-            raise self._bad(f"{name} must be a non-negative integer (an event id), got {value!r}")
+        if not value.isascii() or not value.isdigit() or len(value) > MAX_ID_DIGITS:
+            raise self._bad(f"{name} must be a non-negative integer of at most {MAX_ID_DIGITS} "
+                            f"digits (an event id), got {value[:40]!r}")
         return int(value)
 
     def _wait_param(self, value: str | None) -> float:
@@ -224,14 +245,23 @@ class EventServer(Service):
         return response
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if not request_origin_allowed(request.headers, self.allowed_origins, self.port):
+            return web.Response(status=403, text="origin not allowed\n")
         since = self._int_param(request.query.get("since"), "since")
-        ws = web.WebSocketResponse(compress=False, heartbeat=None, timeout=2.0)
+        ws = web.WebSocketResponse(compress=False, heartbeat=None, timeout=2.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
         self._sockets.add(ws)
         pusher = asyncio.create_task(self._push(ws, since))
+        limit = None if self.rate is None else RateLimit(self.rate, self.burst, self.strikes)
         try:
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
+                verdict = Verdict.ALLOW if limit is None else limit.check(time.monotonic())
+                if verdict is Verdict.CLOSE:
+                    await ws.close(code=1008, message=b"too many messages")
+                    break
+                if verdict is Verdict.REFUSE:
+                    await self._refuse(ws, BadMessage(ErrorCode.RATE_LIMITED, "too many messages"))
+                elif message.type == aiohttp.WSMsgType.TEXT:
                     await self._upstream(ws, message.data)
                 elif message.type == aiohttp.WSMsgType.ERROR:
                     break
@@ -264,6 +294,9 @@ class EventServer(Service):
         if _is_int(message.get("ack")) and _is_int(message.get("t")):
             self.stats.upstream_messages += 1
             self.stats.upstream_latencies_ms.append((now - message["t"]) / 1e6)
+        elif self.stats.posts >= self.max_posts:
+            await self._refuse(ws, BadMessage(ErrorCode.RATE_LIMITED,
+                                              f"this server takes at most {self.max_posts} posts"))
         elif not self.source.closed:
             self.stats.upstream_messages += 1
             self.stats.posts += 1
