@@ -439,6 +439,35 @@ def test_server_refuses_foreign_origins():
     run(scenario)
 
 
+
+def test_server_rate_limit_answers_then_closes_1008_and_joins_are_bounded():
+    async def scenario():
+        async with await start_channels(rate=1, burst=3, strikes=3, max_joins=2) as server:
+            async with websockets.connect(server.url) as ws:
+                for ref in range(1, 7):
+                    await ws.send(f'[null,"{ref}","phoenix","heartbeat",{{}}]')
+                replies = []
+                with pytest.raises(websockets.ConnectionClosedError):
+                    while True:
+                        replies.append(json.loads(await asyncio.wait_for(ws.recv(), 3)))
+                statuses = [(r[1], r[4]["status"], r[4]["response"].get("reason")) for r in replies]
+                assert statuses == [("1", "ok", None), ("2", "ok", None), ("3", "ok", None),
+                                    ("4", "error", "rate limited"), ("5", "error", "rate limited")]
+                assert ws.close_code == 1008 and ws.close_reason == "rate limit exceeded"
+            async with websockets.connect(server.url) as ws:   # a new connection, a new bucket
+                for ref, room in [("1", "a"), ("2", "b"), ("3", "c")]:
+                    await ws.send(json.dumps([ref, ref, f"room:{room}", "phx_join", {"name": "ada"}]))
+                    await asyncio.sleep(0.4)                        # stay under the rate
+                answers = []
+                async with asyncio.timeout(5):
+                    while len(answers) < 3:
+                        frame = json.loads(await ws.recv())
+                        if frame[3] == "phx_reply":
+                            answers.append(frame)
+                assert [a[4]["status"] for a in answers] == ["ok", "ok", "error"]
+                assert answers[2][4]["response"]["reason"] == "too many joins"
+    run(scenario)
+
 def test_a_member_that_stops_reading_is_dropped_and_the_room_goes_on():
     async def scenario():
         # queue_size above one burst (50) and a 1 s grace: only a reader that stays stuck is

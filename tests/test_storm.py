@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from course.measure.storm import (AcceptBucket, StormResult, plot_storm, real_storm, simulate_storm,
+from course.measure.storm import (StormResult, plot_storm, real_storm, simulate_storm,
                                   storm_table)
 from course.wire.backoff import Jitter
 
@@ -46,15 +46,6 @@ def test_a_horizon_leaves_clients_out():
     result = simulate_storm(1000, jitter=Jitter.NONE, horizon=2.0)
     assert result.back < 1000 and math.isinf(result.all_back_after)
     assert "never" in storm_table([result])
-
-
-def test_the_accept_bucket_refills_at_its_rate():
-    bucket = AcceptBucket(rate=10, burst=3)
-    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(0.1) and not bucket.take(0.1)     # one token per 0.1 s
-    assert [bucket.take(10.0) for _ in range(4)] == [True, True, True, False]  # never above burst
-    with pytest.raises(ValueError):
-        AcceptBucket(rate=0, burst=1)
 
 
 def test_bins_count_attempts_by_time():

@@ -2,8 +2,8 @@
 
 A server restarts; all its clients lose their connection at the same moment (``t = 0``)
 and reconnect with exponential backoff (:func:`course.wire.backoff.backoff_delay`).  The
-new server accepts at most ``rate`` connections per second (an :class:`AcceptBucket`, a
-token bucket with ``burst`` tokens) and refuses the rest (HTTP 503, "try again later");
+new server accepts at most ``rate`` connections per second (a token bucket with ``burst``
+tokens, :class:`course.wire.limits.TokenBucket`) and refuses the rest (HTTP 503, "try again later");
 a refused client waits its next backoff delay and tries again.
 
 Without jitter every client tries at the same instants, the bucket lets ``burst`` of them
@@ -35,39 +35,10 @@ from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request, Response
 
 from course.wire.backoff import Jitter, backoff_delay
+from course.wire.limits import TokenBucket
 
-__all__ = ["AcceptBucket", "StormResult", "simulate_storm", "real_storm", "raise_fd_limit",
+__all__ = ["StormResult", "simulate_storm", "real_storm", "raise_fd_limit",
            "storm_table", "plot_storm"]
-
-
-class AcceptBucket:
-    """A token bucket of accepts: ``rate`` tokens per second, at most ``burst`` saved.
-
-    Args:
-        rate: connections accepted per second, on average (> 0).
-        burst: how many may be accepted at once after a quiet period (>= 1); the
-            bucket starts full.
-
-    Raises:
-        ValueError: ``rate`` not positive or ``burst`` below 1.
-    """
-
-    def __init__(self, rate: float, burst: int) -> None:
-        if not rate > 0 or burst < 1:
-            raise ValueError(f"rate must be > 0 and burst >= 1, got {rate} and {burst}")
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.last: float | None = None
-
-    def take(self, now: float) -> bool:
-        """Accept a connection at time ``now`` (seconds, any monotonic clock) if a token is left."""
-        if self.last is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now if self.last is None else max(self.last, now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 @dataclass(frozen=True)
@@ -157,7 +128,7 @@ def simulate_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate: f
         The storm's :class:`StormResult`.
     """
     rng = random.Random(seed)
-    bucket = AcceptBucket(rate, burst)
+    bucket = TokenBucket(rate, burst)
     pending = [(backoff_delay(0, base=base, cap=cap, jitter=jitter, rng=rng), i, 0)
                for i in range(clients)]
     heapq.heapify(pending)
@@ -201,7 +172,7 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     A ``websockets`` server takes ``clients`` real ``websockets`` clients (connected a
     hundred at a time, no limit yet).  Then it restarts: the old server closes every
     connection (1001, going away) and a new one listens on the same port at once, whose
-    ``process_request`` takes a token from an :class:`AcceptBucket` and answers
+    ``process_request`` takes a token from a :class:`course.wire.limits.TokenBucket` and answers
     ``503 Service Unavailable`` when there is none.  Each client, from the moment it saw
     its connection close, waits ``backoff_delay(refusals)`` and tries again until it is
     accepted (a refused TCP connection, while no server listens yet, counts as a refusal).
@@ -227,7 +198,7 @@ async def real_storm(clients: int = 1000, *, jitter: Jitter = Jitter.FULL, rate:
     loop = asyncio.get_running_loop()
     attempts: list[tuple[float, bool]] = []
     closes_seen: list[float] = []
-    bucket = AcceptBucket(rate, burst)
+    bucket = TokenBucket(rate, burst)
     t0 = 0.0
 
     async def hold(websocket: ServerConnection) -> None:

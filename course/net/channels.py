@@ -85,14 +85,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from course.net.actioncable import ActionCable
 from course.net.fanout import Fanout, join_aiohttp
-from course.wire.origin import origin_allowed
+from course.net.guard import ConnectionGuard, flushed
 from course.net.lifecycle import AppService, run_until_signal
 from course.net.socketio_bridge import SocketIOBridge
 from course.protocol import CloseCode
 from course.wire import presence
 from course.wire.channels import (NEW_MSG, TYPING, ChannelSession, JoinRoom, LeaveRoom, Say, Send,
-                                  Typing, malformed)
+                                  Typing, malformed, refusal)
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES
+from course.wire.limits import MAX_JOINS, MESSAGE_BURST, MESSAGE_RATE, RATE_STRIKES, RateLimit, Verdict
+from course.wire.origin import request_origin_allowed
 from course.wire.phoenix import VSN, BadFrame, Event, Message, encode, error, ok, push
 from course.wire.resume import Deduplicator, Replay, TopicLog, message_id
 
@@ -243,6 +245,12 @@ class ChannelServer(AppService):
             :attr:`cable` and :attr:`socketio` (``None`` when not mounted).
         log_size: messages kept per room for resuming joins (see the module docstring).
         dedup_per_client: message ids remembered per client (the deduplicator's bound).
+        guard: connection caps and handshake deadline (default: a
+            :class:`course.net.guard.ConnectionGuard` with its defaults).
+        rate, burst, strikes: each connection's message rate limit
+            (:class:`course.wire.limits.RateLimit`): a frame over it gets the error
+            ``rate limited``; ``strikes`` refusals in a row close the connection with 1008.
+        max_joins: topics one connection may have joined at once.
 
     Raises:
         ValueError: ``heartbeat_timeout`` not positive, a bad fanout bound, or a bound < 1.
@@ -255,7 +263,9 @@ class ChannelServer(AppService):
                  allowed_origins: str | set[str] | None = None, queue_size: int = 64,
                  grace: float = 1.0, max_bytes: int = 1024 * 1024, close_timeout: float = 2.0,
                  action_cable: bool = True, socket_io: bool = True, log_size: int = 1000,
-                 dedup_per_client: int = 1024):
+                 dedup_per_client: int = 1024, guard: ConnectionGuard | None = None,
+                 rate: float = MESSAGE_RATE, burst: float = MESSAGE_BURST,
+                 strikes: int = RATE_STRIKES, max_joins: int = MAX_JOINS):
         if not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout}")
         self.heartbeat_timeout = heartbeat_timeout
@@ -270,7 +280,10 @@ class ChannelServer(AppService):
         self.host = ""
         self.port = 0
         self._runner: web.AppRunner | None = None
-        self.app = web.Application()
+        self.guard = guard if guard is not None else ConnectionGuard()
+        self.limits = (rate, burst, strikes)
+        self.max_joins = max_joins
+        self.app = web.Application(middlewares=[self.guard.middleware])
         self.app.router.add_get("/socket/websocket", self._websocket)
         self.cable = ActionCable(self.rooms, self.fanout, origin_allowed=self._origin_allowed) \
             if action_cable else None
@@ -296,7 +309,7 @@ class ChannelServer(AppService):
         return self.rooms.room(room).say(None, body, name)
 
     def _origin_allowed(self, request: web.Request) -> bool:
-        return origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins)
+        return request_origin_allowed(request.headers, self.allowed_origins, self.port)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if not self._origin_allowed(request):
@@ -306,7 +319,8 @@ class ChannelServer(AppService):
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
         if not await join_aiohttp(self.fanout, request, ws):
             return ws
-        session = ChannelSession()
+        session = ChannelSession(self.max_joins)
+        limit = RateLimit(*self.limits)
         try:
             while True:
                 try:
@@ -317,7 +331,17 @@ class ChannelServer(AppService):
                     await ws.close(code=WSCloseCode.OK, message=b"heartbeat timeout")
                     break
                 if msg.type == WSMsgType.TEXT:
-                    self._carry_out(ws, session.receive(msg.data))
+                    verdict = limit.check(time.monotonic())
+                    if verdict is Verdict.ALLOW:
+                        self._carry_out(ws, session.receive(msg.data))
+                    elif verdict is Verdict.REFUSE:
+                        self._send(ws, refusal(msg.data, "rate limited",
+                                               f"at most {limit.bucket.rate:g} messages per second"))
+                    else:
+                        await flushed(self.fanout.clients.get(ws))  # its error replies first
+                        self.fanout.leave(ws)
+                        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"rate limit exceeded")
+                        break
                 elif msg.type == WSMsgType.BINARY:  # Phoenix's binary serializer: not spoken here
                     self._send(ws, malformed(b"", BadFrame("binary frames are not accepted; send V2 JSON text")))
                 else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame > 64 KiB: aiohttp sent 1009)

@@ -44,6 +44,7 @@ from typing import Any
 
 import websockets
 
+from course.wire.backoff import backoff_delay
 from course.wire.phoenix import PHOENIX_TOPIC, BadFrame, Event, Message, decode, encode
 from course.wire.resume import Outbox, Receiver, Seen
 
@@ -257,12 +258,6 @@ class ChannelClient:
         await self.close()
 
 
-def _backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^attempt)].  (A private stand-in for
-    ``course.wire.backoff.backoff_delay``, chapter 6's shared rule.)"""
-    return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
-
-
 class ResumingClient:
     """One member of one topic that survives lost connections, exactly once in effect.
 
@@ -409,8 +404,8 @@ class ResumingClient:
                     client.abort()
                     await client.close()
             if not self._closing:
-                await asyncio.sleep(_backoff_delay(attempt, base=self.backoff_base,
-                                                   cap=self.backoff_cap, rng=self._rng))
+                await asyncio.sleep(backoff_delay(attempt, base=self.backoff_base,
+                                                  cap=self.backoff_cap, rng=self._rng))
 
     async def _session(self, client: ChannelClient) -> bool:
         """One connection: rejoin, re-send, deliver; returns when it ends (True if it joined)."""

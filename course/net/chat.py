@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, join_aiohttp
-from course.net.guard import ConnectionGuard, flushed, start_app
+from course.net.guard import ConnectionGuard, flushed
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
 from course.wire.chat import HISTORY_SIZE, MAX_FRAME_BYTES, parse_client_message
@@ -156,19 +156,6 @@ class ChatServer(AppService):
         self.app.router.add_get("/", self._page)
         self.app.router.add_get("/ws", self._websocket)
 
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> ChatServer:
-        """Listen on ``host:port`` (port 0: any free port), under :attr:`guard`; return ``self``.
-
-        Raises:
-            RuntimeError: already started.
-            OSError: the address is in use or cannot be bound.
-        """
-        if self._runner is not None:
-            raise RuntimeError("this ChatServer is already started")
-        self._runner = await start_app(self.app, host, port, self.guard, self.shutdown_timeout)
-        self.host, self.port = self._runner.addresses[0][:2]
-        return self
 
     @property
     def ws_url(self) -> str:

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from course.net.guard import ConnectionGuard, start_app
+
 __all__ = ["Service", "AppService", "url_of", "shutdown", "run_until_signal"]
 
 
@@ -86,6 +88,9 @@ class AppService(Service):
 
     app: web.Application
     shutdown_timeout: float = 60.0
+    #: connection caps and handshake deadline (:class:`course.net.guard.ConnectionGuard`);
+    #: a subclass that sets one also puts ``guard.middleware`` in its application
+    guard: ConnectionGuard | None = None
     _runner: web.AppRunner | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> Any:
@@ -97,9 +102,12 @@ class AppService(Service):
         """
         if self._runner is not None:
             raise RuntimeError(f"this {type(self).__name__} is already started")
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        if self.guard is not None:
+            runner = await start_app(self.app, host, port, self.guard, self.shutdown_timeout)
+        else:
+            runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
         self._runner = runner
         self.host, self.port = runner.addresses[0][:2]
         return self

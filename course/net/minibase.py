@@ -73,7 +73,7 @@ from aiohttp import WSMsgType, web
 from course.net.fanout import Fanout, join_aiohttp
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
-from course.wire.origin import origin_allowed
+from course.wire.origin import request_origin_allowed
 from course.wire import dbproto
 from course.wire.dbproto import Action, BadRequest, Request, Status
 from course.wire.envelope import ErrorCode
@@ -389,7 +389,7 @@ class MinibaseServer(AppService):
     # ------------------------------------------------------------------ WebSocket
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        if not origin_allowed(request.headers.get("Origin"), request.host, self.allowed_origins):
+        if not request_origin_allowed(request.headers, self.allowed_origins, self.port):
             return web.Response(status=403, text="origin not allowed\n")
         ws = web.WebSocketResponse(max_msg_size=self.max_frame_bytes, heartbeat=self.heartbeat)
         if not await join_aiohttp(self.fanout, request, ws):

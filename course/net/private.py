@@ -54,7 +54,7 @@ from course.net.tls import TLSAppService
 from course.protocol import CloseCode
 from course.wire.auth import AuthError, Denied, RoomPolicy, SessionSigner, TicketBook
 from course.wire.envelope import BadMessage, ErrorCode, decode, encode
-from course.wire.origin import origin_allowed
+from course.wire.origin import request_origin_allowed
 
 __all__ = ["COOKIE", "DEFAULT_USERS", "DEFAULT_POLICY", "DEFAULT_SEED", "MAX_TEXT_CHARS",
            "PrivateServer", "AttackerSite", "start_private", "main"]
@@ -192,8 +192,8 @@ class PrivateServer(TLSAppService):
         return self._who(request)
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
-        if self.check_origin and not origin_allowed(request.headers.get("Origin"), request.host,
-                                                    self.allowed_origins):
+        if self.check_origin and not request_origin_allowed(request.headers, self.allowed_origins,
+                                                            self.port):
             return web.Response(status=403, text="origin not allowed\n")
         try:
             request[_USER] = user = self._authenticate(request)

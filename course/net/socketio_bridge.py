@@ -128,7 +128,8 @@ class SocketIOBridge:
             self._websockets[response] = request.transport.abort if request.transport else lambda: None
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        return origin_allowed(origin, environ.get("HTTP_HOST"), self.allowed_origins)
+        return origin_allowed(origin, environ.get("HTTP_HOST"), self.allowed_origins,
+                              proxied="HTTP_X_FORWARDED_CONTEXT" in environ)
 
     async def _stop(self, app: web.Application) -> None:
         try:

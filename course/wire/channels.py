@@ -47,11 +47,12 @@ import re
 from dataclasses import dataclass
 
 from course.wire.chat import MAX_NAME_CHARS, MAX_TEXT_CHARS, text_field
+from course.wire.limits import MAX_JOINS
 from course.wire.phoenix import PHOENIX_TOPIC, BadFrame, Event, Message, decode, error, ok, push
 from course.wire.resume import resume_point
 
 __all__ = ["ROOM_TOPIC", "NEW_MSG", "TYPING", "Action", "Send", "JoinRoom", "LeaveRoom", "Say",
-           "Typing", "room_of", "malformed", "ChannelSession"]
+           "Typing", "room_of", "malformed", "refusal", "ChannelSession"]
 
 ROOM_TOPIC = re.compile(r"room:([A-Za-z0-9_-]{1,32})")  #: the topics this socket serves
 NEW_MSG = "new_msg"   #: a chat message, ``{"body": text}``
@@ -123,7 +124,16 @@ def room_of(topic: str) -> str | None:
 
 def malformed(data: str | bytes, problem: BadFrame) -> Message:
     """The answer to a frame :func:`course.wire.phoenix.decode` refused (see the module doc)."""
-    detail = str(problem)
+    return refusal(data, "malformed frame", str(problem))
+
+
+def refusal(data: str | bytes, reason: str, detail: str) -> Message:
+    """An error for a frame refused before it was read (malformed, or over the rate limit).
+
+    Returns:
+        An error reply to the frame's ref when the frame has the shape of a Phoenix message,
+        else a ``phx_error`` push on topic ``phoenix``.
+    """
     try:
         frame = json.loads(data)
     except (ValueError, RecursionError):
@@ -131,9 +141,8 @@ def malformed(data: str | bytes, problem: BadFrame) -> Message:
     if (isinstance(frame, list) and len(frame) == 5 and isinstance(frame[1], str)
             and isinstance(frame[2], str) and frame[2]):
         join_ref = frame[0] if isinstance(frame[0], str) else None
-        return error(Message(join_ref, frame[1], frame[2], Event.REPLY.value), "malformed frame",
-                     detail)
-    return push(PHOENIX_TOPIC, Event.ERROR, {"reason": "malformed frame", "detail": detail})
+        return error(Message(join_ref, frame[1], frame[2], Event.REPLY.value), reason, detail)
+    return push(PHOENIX_TOPIC, Event.ERROR, {"reason": reason, "detail": detail})
 
 
 
@@ -141,12 +150,17 @@ def malformed(data: str | bytes, problem: BadFrame) -> Message:
 class ChannelSession:
     """One connection's channels: which topics it joined, and what each frame means.
 
+    Args:
+        max_joins: how many topics one connection may have joined at once (a join beyond
+            it gets the error ``too many joins``).
+
     Attributes:
         joined: topic → ``join_ref`` of the join that opened it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_joins: int = MAX_JOINS) -> None:
         self.joined: dict[str, str | None] = {}
+        self.max_joins = max_joins
 
     def receive(self, data: str | bytes) -> list[Action]:
         """Decide what one text frame means (see the module docstring for the rules).
@@ -208,6 +222,9 @@ class ChannelSession:
             resume = resume_point(message.payload)
         except ValueError as problem:
             return [Send(error(message, "bad payload", f"phx_join: {problem}"))]
+        if message.topic not in self.joined and len(self.joined) >= self.max_joins:
+            return [Send(error(message, "too many joins",
+                               f"at most {self.max_joins} topics per connection"))]
         actions: list[Action] = []
         if message.topic in self.joined:  # a second join replaces the first, as in Phoenix
             actions.append(LeaveRoom(message.topic, room))
