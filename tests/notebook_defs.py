@@ -27,7 +27,7 @@ def _namespace(path: str) -> dict[str, Any]:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        tree = ast.parse(cell.source, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        tree = compile(cell.source, path, "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         kept = ast.Module(body=[node for node in tree.body if isinstance(node, _KEEP)], type_ignores=[])
         exec(compile(kept, f"{path}:cell", "exec"), namespace)
     return namespace
