@@ -25,9 +25,6 @@ stream's order is the publish order: a client catches up from there (see
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -34,7 +34,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from course.net.lifecycle import Service, run_until_signal
 

@@ -57,7 +57,7 @@ __all__ = [
     "connection_established", "error_frame", "pong", "subscription_succeeded", "member_added",
     "member_removed", "event_frame", "sign", "auth_string", "verify", "authorize",
     "parse_channel_data", "broadcast_payload", "parse_broadcast", "stream_id_key",
-    "Reply", "Subscribe", "Unsubscribe", "Whisper", "PusherSession",
+    "Reply", "Subscribe", "Unsubscribe", "Whisper", "Action", "PusherSession",
 ]
 
 PROTOCOL = 7             #: the protocol version pusher-js speaks (``?protocol=7``)
@@ -416,7 +416,7 @@ class Whisper:
     user_id: str | None = None
 
 
-Action = Reply | Subscribe | Unsubscribe | Whisper
+Action = Reply | Subscribe | Unsubscribe | Whisper  #: what :meth:`PusherSession.receive` returns
 
 
 @dataclass
