@@ -86,6 +86,12 @@ async def broadcast(redis: aioredis.Redis, channel: str, event: str, data: Any,
     return Published(int(receivers), entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
 
 
+def _serve(file: Path) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(file)
+    return handler
+
+
 def _user_of(request: web.Request) -> str | None:
     return request.headers.get("X-User") or request.cookies.get("user") or None
 
@@ -119,7 +125,7 @@ class EchoApp(AppService):
         self.app.router.add_post("/broadcasting/auth", self._auth)
         self.app.router.add_post("/broadcast", self._broadcast)
         for path, file in (files or {}).items():
-            self.app.router.add_get(path, lambda request, file=file: web.FileResponse(file))
+            self.app.router.add_get(path, _serve(Path(file)))
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> EchoApp:
         """Connect to Redis and listen on ``host:port``."""
