@@ -59,19 +59,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, close_within, join_aiohttp
-from course.net.lifecycle import AppService, Service, run_until_signal
+from course.net.lifecycle import AppService, run_until_signal
+from course.net.processes import ServerProcess, spawn
 from course.protocol import Opcode, encode_frame
 from course.wire.pusher import (ACTIVITY_TIMEOUT, PREFIX, PROTOCOL, BadFrame, Broadcast, ErrorCode,
                                 Event, Kind, Member, PusherSession, Reply, Subscribe, Unsubscribe,
@@ -80,7 +79,7 @@ from course.wire.pusher import (ACTIVITY_TIMEOUT, PREFIX, PROTOCOL, BadFrame, Br
                                 stream_id_key, subscription_succeeded)
 
 __all__ = ["KEY", "SECRET", "stream_key", "presence_key", "Connection", "PusherServer",
-           "start_pusher", "PusherProcess", "spawn_pusher", "main"]
+           "start_pusher", "spawn_pusher", "main"]
 
 KEY = "course-key"          #: the demo application's key (public: it is in the page)
 SECRET = "course-secret"    #: the demo application's secret (the app and the servers only)
@@ -408,56 +407,7 @@ async def start_pusher(redis_url: str, host: str = "127.0.0.1", port: int = 0, *
     return await PusherServer(redis_url, **options).start(host, port)
 
 
-class PusherProcess(Service):
-    """A :class:`PusherServer` in its own process (``python -m course.net.pusher_server``).
-
-    ``close()`` sends SIGTERM (the server closes its connections with 1001 and leaves its
-    presence channels), then SIGKILL after ``stop_timeout``; :meth:`kill` is SIGKILL at
-    once (a crash: nothing is cleaned up, presence entries expire).
-
-    Attributes:
-        process: the ``asyncio.subprocess.Process``.
-    """
-
-    def __init__(self, process: asyncio.subprocess.Process, url: str, stop_timeout: float = 5.0) -> None:
-        self.process = process
-        self.stop_timeout = stop_timeout
-        self.host, port = url.removeprefix("ws://").rsplit(":", 1)
-        self.port = int(port)
-        self.output: list[str] = []   #: what it printed after its URL (the last 50 lines)
-        self._drain = asyncio.create_task(self._read_output(), name=f"pusher process {process.pid} output")
-
-    async def _read_output(self) -> None:
-        # keep reading, or a chatty child would block on a full pipe
-        while line := await self.process.stdout.readline():
-            self.output = [*self.output[-49:], line.decode(errors="replace").rstrip()]
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
-
-    def kill(self) -> None:
-        """SIGKILL now (idempotent)."""
-        if self.process.returncode is None:
-            self.process.kill()
-
-    async def _stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(self.stop_timeout):
-                    await self.process.wait()
-            except TimeoutError:
-                self.kill()
-        await asyncio.wait_for(self.process.wait(), self.stop_timeout)
-        try:
-            await asyncio.wait_for(self._drain, self.stop_timeout)
-        except TimeoutError:
-            pass
-
-
-async def spawn_pusher(redis_url: str, *args: str, timeout: float = 10.0) -> PusherProcess:
+async def spawn_pusher(redis_url: str, *args: str, timeout: float = 10.0) -> ServerProcess:
     """Run ``python -m course.net.pusher_server --port 0 --redis URL ARGS...`` and wait for its URL.
 
     Args:
@@ -465,26 +415,14 @@ async def spawn_pusher(redis_url: str, *args: str, timeout: float = 10.0) -> Pus
         args: more command-line options (``"--presence-ttl", "1"``, ``"--no-fastlane"``...).
         timeout: seconds to wait for the ``serving on`` line.
 
+    Returns:
+        A :class:`course.net.processes.ServerProcess` (``url``, ``close()``, ``kill()``).
+
     Raises:
-        RuntimeError: the process exited or printed something else first (its output is
-            in the message).
+        RuntimeError: the process exited or printed something else first.
     """
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "course.net.pusher_server", "--port", "0", "--redis", redis_url, *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=str(Path(__file__).resolve().parents[2]))
-    try:
-        async with asyncio.timeout(timeout):
-            line = (await process.stdout.readline()).decode()
-    except TimeoutError:
-        line = ""
-    if not line.startswith("serving on "):
-        if process.returncode is None:
-            process.kill()
-        rest = (await asyncio.wait_for(process.stdout.read(), 5)).decode(errors="replace")
-        await process.wait()
-        raise RuntimeError(f"pusher_server did not start: {line}{rest[-2000:]}")
-    return PusherProcess(process, line.split()[-1])
+    return await spawn("course.net.pusher_server", "--port", "0", "--redis", redis_url, *args,
+                       timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
