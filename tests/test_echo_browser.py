@@ -10,12 +10,12 @@ an event loop on a thread of their own (Playwright's sync API owns this thread's
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from loop_thread import LoopThread
 from course.net.pusher_app import start_echo_app
 from course.net.pusher_client import PusherClient
 from course.net.pusher_server import KEY, SECRET, spawn_pusher
@@ -24,22 +24,6 @@ from course.wire.pusher import Member, authorize
 
 ROOT = Path(__file__).resolve().parent.parent
 TTL = "1.0"
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine, timeout: float = 15):
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, timeout), self.loop)
-        return future.result(timeout + 1)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

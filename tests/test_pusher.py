@@ -132,3 +132,74 @@ def test_a_publish_with_no_subscriber_is_lost_but_kept_in_the_stream(redis_serve
             await client.aclose()
 
     run(scenario)
+
+
+def test_server_refuses_wrong_key_and_protocol_and_survives_bad_frames(redis_server):
+    import websockets
+
+    async def scenario():
+        async with await start_redis(redis_server) as server:
+            async with await start_pusher(server.url) as ws_server:
+                for path, code in (("/app/wrong?protocol=7", 4001), (f"/app/{KEY}?protocol=6", 4007)):
+                    async with websockets.connect(ws_server.url + path) as ws:
+                        frame = json.loads(await ws.recv())
+                        assert frame["event"] == "pusher:error"
+                        assert json.loads(frame["data"])["code"] == code
+                        with pytest.raises(websockets.ConnectionClosed):
+                            await ws.recv()
+                        assert ws.close_code == code
+                async with websockets.connect(f"{ws_server.url}/app/{KEY}?protocol=7") as ws:
+                    assert json.loads(await ws.recv())["event"] == "pusher:connection_established"
+                    for bad in ("{", '{"event":"nope"}', '{"event":"x","data":"' + "y" * 20_000 + '"}'):
+                        await ws.send(bad)
+                        frame = json.loads(await ws.recv())
+                        assert (frame["event"], json.loads(frame["data"])["code"]) == ("pusher:error", 4200)
+                    await ws.send('{"event":"pusher:ping","data":{}}')
+                    assert json.loads(await ws.recv())["event"] == "pusher:pong"
+
+    run(scenario)
+
+
+def test_app_signs_only_for_known_users_and_broadcasts_to_others(redis_server):
+    import aiohttp
+
+    from course.net.pusher_app import start_echo_app
+
+    async def scenario():
+        async with await start_redis(redis_server) as server:
+            async with await start_echo_app(server.url, can_join=lambda user, ch: ch != "private-admin") as app, \
+                    aiohttp.ClientSession() as http:
+                form = {"socket_id": "1.2", "channel_name": "private-orders.1"}
+                async with http.post(app.url + "/broadcasting/auth", data=form) as response:
+                    assert response.status == 403                      # nobody
+                async with http.post(app.url + "/broadcasting/auth", data=form, headers={"X-User": "ada"}) as r:
+                    assert await r.json() == authorize(KEY, SECRET, "1.2", "private-orders.1")
+                async with http.post(app.url + "/broadcasting/auth", headers={"X-User": "ada"},
+                                     data={"socket_id": "1.2", "channel_name": "private-admin"}) as r:
+                    assert r.status == 403                             # refused by can_join
+                async with http.post(app.url + "/broadcasting/auth", headers={"X-User": "ada"},
+                                     data={"socket_id": "1.2", "channel_name": "presence-room.1"}) as r:
+                    body = await r.json()
+                    assert json.loads(body["channel_data"]) == {"user_id": "ada", "user_info": {"name": "ada"}}
+                async with http.post(app.url + "/broadcasting/auth", headers={"X-User": "ada"},
+                                     data={"socket_id": "nope", "channel_name": "private-a"}) as r:
+                    assert r.status == 400
+                client = aioredis.from_url(server.url)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe("laravel_database_orders")
+                async with http.post(app.url + "/broadcast", headers={"X-Socket-ID": "3.4"},
+                                     json={"channel": "orders", "event": "OrderShipped", "data": {"id": 9}}) as r:
+                    assert (await r.json())["receivers"] == 1
+                async with asyncio.timeout(3):
+                    message = None
+                    while message is None:   # the subscribe confirmation reads as None first
+                        message = await pubsub.get_message(timeout=1)
+                payload = json.loads(message["data"])
+                assert {k: payload[k] for k in ("event", "data", "socket")} == {
+                    "event": "OrderShipped", "data": {"id": 9}, "socket": "3.4"}
+                async with http.post(app.url + "/broadcast", json={"event": "E"}) as r:
+                    assert r.status == 400
+                await pubsub.aclose()
+                await client.aclose()
+
+    run(scenario)

@@ -71,6 +71,7 @@ from aiohttp import WSMsgType, web
 from course.net.fanout import Fanout, close_within, join_aiohttp
 from course.net.lifecycle import AppService, run_until_signal
 from course.net.processes import ServerProcess, spawn
+from course.net.redis_server import pattern_messages
 from course.protocol import Opcode, encode_frame
 from course.wire.pusher import (ACTIVITY_TIMEOUT, PREFIX, PROTOCOL, BadFrame, Broadcast, ErrorCode,
                                 Event, Kind, Member, PusherSession, Reply, Subscribe, Unsubscribe,
@@ -168,22 +169,14 @@ class PusherServer(AppService):
     # ----------------------------------------------------------------------- Redis → browsers
 
     async def _listen(self, pubsub: Any) -> None:
-        skip = len(self.prefix)
-        try:
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None or message.get("type") != "pmessage":
-                    continue
-                channel = message["channel"].decode(errors="replace")[skip:]
-                if channel not in self.channels:
-                    continue
-                try:
-                    broadcast = parse_broadcast(message["data"])
-                except BadFrame:
-                    continue  # not Laravel's shape: ignored, like laravel-echo-server
-                self.deliver(channel, broadcast)
-        finally:
-            await pubsub.aclose()
+        async for channel, data in pattern_messages(pubsub, self.prefix):
+            if channel not in self.channels:
+                continue
+            try:
+                broadcast = parse_broadcast(data)
+            except BadFrame:
+                continue  # not Laravel's shape: ignored, like laravel-echo-server
+            self.deliver(channel, broadcast)
 
     def deliver(self, channel: str, broadcast: Broadcast) -> int:
         """Push one event to this process's subscribers of ``channel`` (but ``socket``).

