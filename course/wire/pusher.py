@@ -113,11 +113,13 @@ class BadFrame(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: ``data`` as sent (an object, a string, ``None``...)."""
+    """One decoded frame: ``data`` as sent (an object, a string, ``None``...); ``user_id``
+    on a whisper relayed on a presence channel."""
 
     event: str
     data: Any = None
     channel: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,14 @@ class Member:
 @dataclass(frozen=True)
 class Broadcast:
     """Laravel's Redis payload: ``event``, ``data``, ``socket`` (the sender to skip), and the
-    course's optional stream ``id``."""
+    course's optional stream ``id`` and ``user_id`` (the sender of a whisper on a presence
+    channel, which Pusher adds to the frame)."""
 
     event: str
     data: Any
     socket: str | None = None
     id: str | None = None
+    user_id: str | None = None
 
 
 def kind_of(channel: str) -> Kind:
@@ -200,7 +204,8 @@ def decode(text: str | bytes) -> Frame:
     channel = value.get("channel")
     if channel is not None and not isinstance(channel, str):
         raise BadFrame("'channel' must be a string")
-    return Frame(event, value.get("data"), channel)
+    user_id = value.get("user_id")
+    return Frame(event, value.get("data"), channel, user_id if isinstance(user_id, str) else None)
 
 
 def new_socket_id(rng: random.Random | None = None) -> str:
@@ -246,8 +251,10 @@ def member_removed(channel: str, user_id: str) -> str:
 
 
 def event_frame(channel: str, broadcast: Broadcast) -> str:
-    """What the browsers of ``channel`` receive for a Laravel broadcast (``id`` kept if any)."""
-    extra = {"id": broadcast.id} if broadcast.id is not None else {}
+    """What the browsers of ``channel`` receive for a Laravel broadcast (``id`` and
+    ``user_id`` kept if any)."""
+    extra = {name: value for name, value in (("id", broadcast.id), ("user_id", broadcast.user_id))
+             if value is not None}
     return encode(broadcast.event, broadcast.data if broadcast.data is not None else {}, channel, **extra)
 
 
@@ -329,16 +336,20 @@ def parse_channel_data(channel_data: Any) -> Member:
 # --------------------------------------------------------------------------- Laravel's payload
 
 
-def broadcast_payload(event: str, data: Any, socket: str | None = None) -> str:
-    """Laravel ``RedisBroadcaster``'s message: ``{"event","data","socket"}`` as JSON.
+def broadcast_payload(event: str, data: Any, socket: str | None = None, user_id: str | None = None) -> str:
+    """Laravel ``RedisBroadcaster``'s message: ``{"event","data","socket"}`` as JSON
+    (plus ``"user_id"`` when given: a whisper on a presence channel).
 
     Raises:
         BadFrame: an empty event name or ``data`` that is not JSON.
     """
     if not isinstance(event, str) or not event:
         raise BadFrame("event must be a non-empty string")
+    payload = {"event": event, "data": data, "socket": socket}
+    if user_id is not None:
+        payload["user_id"] = user_id
     try:
-        return json.dumps({"event": event, "data": data, "socket": socket}, separators=(",", ":"))
+        return json.dumps(payload, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise BadFrame(f"data is not JSON: {exc}") from exc
 
@@ -356,12 +367,14 @@ def parse_broadcast(raw: str | bytes) -> Broadcast:
         raise BadFrame("broadcast is not JSON") from exc
     if not isinstance(value, dict) or not isinstance(value.get("event"), str) or not value["event"]:
         raise BadFrame("broadcast must be a JSON object with a string 'event'")
-    socket, stream_id = value.get("socket"), value.get("id")
+    socket, stream_id, user_id = value.get("socket"), value.get("id"), value.get("user_id")
     if socket is not None and not isinstance(socket, str):
         raise BadFrame("broadcast 'socket' must be a string or null")
+    if user_id is not None and not isinstance(user_id, str):
+        raise BadFrame("broadcast 'user_id' must be a string or null")
     if stream_id is not None and not (isinstance(stream_id, str) and _STREAM_ID.match(stream_id)):
         raise BadFrame("broadcast 'id' must be a Redis stream id 'ms-seq'")
-    return Broadcast(value["event"], value.get("data"), socket, stream_id)
+    return Broadcast(value["event"], value.get("data"), socket, stream_id, user_id)
 
 
 def stream_id_key(stream_id: str) -> tuple[int, int]:
