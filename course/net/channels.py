@@ -182,12 +182,15 @@ class Room:
         self.history.append(message)
         self.log.append(message)
         self.broadcast(NEW_MSG, message)
+        self._rooms.published(self.name, NEW_MSG, message)
         return message
 
     def typing(self, key: Hashable, typing: bool = True) -> None:
         """Tell the other members that ``key`` is typing (ephemeral: no history)."""
         member = self.members[key]
-        self.broadcast(TYPING, {"name": member.name, "typing": typing}, exclude=key)
+        payload = {"name": member.name, "typing": typing}
+        self.broadcast(TYPING, payload, exclude=key)
+        self._rooms.published(self.name, TYPING, payload)
 
     def broadcast(self, event: str, payload: dict[str, Any], *, exclude: Hashable | None = None) -> int:
         """Deliver to every member but ``exclude``; returns how many."""
@@ -211,6 +214,10 @@ class Rooms:
     def __init__(self, log_size: int = 1000) -> None:
         self.log_size = log_size
         self.rooms: dict[str, Room] = {}
+        #: ``published(room, event, payload)``, called after each ``new_msg`` and ``typing``
+        #: a member or the kernel sent here; :mod:`course.net.redis_rooms` sets it to share
+        #: them with other processes (the default does nothing).
+        self.published: Callable[[str, str, dict[str, Any]], None] = lambda room, event, payload: None
         self._ids = itertools.count(1)
         self._refs = itertools.count(1)
 
