@@ -36,7 +36,15 @@ def _same_frames(got: Any, expected: dict[str, str], what: str) -> None:
             decoded = json.loads(frame)
         except ValueError:
             raise AssertionError(f"{what}: the frame for {socket_id} is not JSON: {frame!r}") from None
-        expect_equal(decoded, json.loads(text), f"{what}: the frame for {socket_id}")
+        wanted = json.loads(text)
+        expect(isinstance(decoded, dict) and isinstance(decoded.get("data"), str),
+               f"{what}: the frame for {socket_id} must be an object whose data is a JSON string, got {frame!r}")
+        try:
+            decoded["data"] = json.loads(decoded["data"])
+        except ValueError:
+            raise AssertionError(f"{what}: the frame's data is not JSON text: {decoded['data']!r}") from None
+        wanted["data"] = json.loads(wanted["data"])
+        expect_equal(decoded, wanted, f"{what}: the frame for {socket_id} (data decoded)")
 
 
 def check_route(route: Callable[[str, Any, dict[str, Any]], dict[str, str]]) -> bool:
