@@ -56,7 +56,8 @@ __all__ = [
     "BadFrame", "Frame", "Member", "Broadcast", "kind_of", "encode", "decode", "new_socket_id",
     "connection_established", "error_frame", "pong", "subscription_succeeded", "member_added",
     "member_removed", "event_frame", "sign", "auth_string", "verify", "authorize",
-    "parse_channel_data", "broadcast_payload", "parse_broadcast", "stream_id_key",
+    "parse_channel_data", "broadcast_payload", "parse_broadcast", "stream_id_key", "route",
+    "presence_at",
     "Reply", "Subscribe", "Unsubscribe", "Whisper", "Action", "PusherSession",
 ]
 
@@ -387,6 +388,64 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
     if match is None:
         raise BadFrame(f"not a stream id: {stream_id!r}")
     return int(match[1]), int(match[2])
+
+
+def route(channel: str, raw: str | bytes, subscriptions: dict[str, Any]) -> dict[str, str]:
+    """The bridge's decision: which local connections get which frame for one Redis message.
+
+    Args:
+        channel: the channel as the browsers name it (the Redis channel without the prefix).
+        raw: the message read from Redis (Laravel's payload, :func:`broadcast_payload`).
+        subscriptions: this process's connections, ``socket_id`` → the channels it joined.
+
+    Returns:
+        ``{socket_id: frame text}`` (:func:`event_frame`) for every connection subscribed to
+        ``channel`` except the sender named by ``socket`` (``toOthers()``); ``{}`` for a
+        message that is not Laravel's shape (ignored, as laravel-echo-server did).
+    """
+    try:
+        broadcast = parse_broadcast(raw)
+    except BadFrame:
+        return {}
+    text = event_frame(channel, broadcast)
+    return {socket_id: text for socket_id, channels in subscriptions.items()
+            if channel in channels and socket_id != broadcast.socket}
+
+
+def presence_at(entries: dict[Any, Any], now: float) -> tuple[set[str], set[str], set[str]]:
+    """Who is present at ``now``, from a presence hash (``HGETALL``; the server's rule).
+
+    Args:
+        entries: ``socket_id`` → the JSON text ``{"user_id", "user_info", "until"}``
+            (``str`` or ``bytes`` keys and values, as Redis returns them).
+        now: the time (``time.time()``) to judge at.
+
+    Returns:
+        ``(present users, expired socket ids, gone users)``: an entry whose ``until`` is
+        before ``now`` (or missing) has expired; a user is present while one of their
+        entries is not expired (two tabs are one user); a gone user had an expired entry
+        and has no live one (the server announces ``member_removed`` for them).  Entries
+        that are not JSON objects with a ``user_id`` are skipped.
+    """
+    present: set[str] = set()
+    expired: set[str] = set()
+    expired_users: set[str] = set()
+    for socket_id, value in entries.items():
+        try:
+            entry = json.loads(value)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            continue
+        if not isinstance(entry, dict) or entry.get("user_id") is None:
+            continue
+        socket = socket_id.decode() if isinstance(socket_id, bytes) else str(socket_id)
+        user = str(entry["user_id"])
+        until = entry.get("until", 0)
+        if not isinstance(until, (int, float)) or until < now:
+            expired.add(socket)
+            expired_users.add(user)
+        else:
+            present.add(user)
+    return present, expired, expired_users - present
 
 
 # --------------------------------------------------------------------------- one connection
