@@ -57,6 +57,7 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from course.measure.fanout_load import plot_fanout  # noqa: E402
 from course.net.pusher_server import spawn_pusher  # noqa: E402
 from course.net.redis_server import start_redis  # noqa: E402
 from course.wire.pusher import PREFIX, broadcast_payload  # noqa: E402
@@ -297,27 +298,10 @@ def table(results: list[Result]) -> str:
 def plot(results: list[Result], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
-    for setup in dict.fromkeys(r.setup for r in results):
-        rows = [r for r in results if r.setup == setup]
-        xs = [r.connected for r in rows]
-        axes[0].plot(xs, [r.per_second for r in rows], marker="o", label=setup)
-        axes[1].plot(xs, [r.cpu_us_per_delivery for r in rows], marker="o", label=setup)
-        axes[2].plot(xs, [r.kib_per_conn for r in rows], marker="o", label=setup)
-        axes[3].plot(xs, [r.idle_p99_ms for r in rows], marker="o", label=setup)
-    for ax, title in zip(axes, ("broadcast deliveries per second", "CPU µs per delivery (servers + Redis)",
-                                "server memory per idle connection (KiB)",
-                                "p99 publish-to-receive, idle (ms)")):
-        ax.set_title(title)
-        ax.set_xlabel("clients")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"fan-out on {os.cpu_count()} cores, loopback, clients in Node processes on the same machine")
-    fig.tight_layout()
+    figure = plot_fanout([asdict(r) for r in results])
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110)
 
 
 async def main_async(args) -> list[Result]:
