@@ -6,8 +6,8 @@ NBVAL  := --nbval --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=
 LESSONS   := $(sort $(wildcard notebooks/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 # Parallel workers for `make test` (xdist; notebooks stay whole per worker). The suite mostly
-# waits (servers, kernels, browsers), so 5 workers fit 2 cores; `JOBS=1 make test` on a small machine.
-JOBS ?= 5
+# waits (servers, kernels, browsers), so 4 workers fit 2 cores; `JOBS=1 make test` on a small machine.
+JOBS ?= 4
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 

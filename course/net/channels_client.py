@@ -222,20 +222,12 @@ class ChannelClient:
         future = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         future.add_done_callback(lambda _, ref=ref: self._pending.pop(ref, None))
-        task = asyncio.ensure_future(self._send_while_open(
+        task = asyncio.ensure_future(self.connection.send(
             encode(Message(self.joined.get(topic), ref, topic, event, payload))))
         task.add_done_callback(lambda sent: (sent.cancelled() or sent.exception() is None
                                              or future.done()
                                              or future.set_exception(ConnectionError("not sent"))))
         return future
-
-    async def _send_while_open(self, text: str) -> None:
-        """Send, unless the TCP connection is already lost: a pipelined burst must not keep
-        writing into a reset socket (asyncio logs "socket.send() raised exception." for that)."""
-        transport = self.connection.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionError("the connection is lost")
-        await self.connection.send(text)
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Wait until the server closed the connection (bounded by ``timeout``)."""

@@ -80,7 +80,7 @@ class ServerProcess(Service):
             pass
 
 
-async def spawn(module: str, *args: str, timeout: float = 10.0) -> ServerProcess:
+async def spawn(module: str, *args: str, timeout: float = 30.0) -> ServerProcess:
     """Run ``python -m MODULE ARGS...`` (this interpreter) and wait for its ``serving on URL`` line.
 
     Args:

@@ -408,7 +408,7 @@ async def start_pusher(redis_url: str, host: str = "127.0.0.1", port: int = 0, *
     return await PusherServer(redis_url, **options).start(host, port)
 
 
-async def spawn_pusher(redis_url: str, *args: str, timeout: float = 10.0) -> ServerProcess:
+async def spawn_pusher(redis_url: str, *args: str, timeout: float = 30.0) -> ServerProcess:
     """Run ``python -m course.net.pusher_server --port 0 --redis URL ARGS...`` and wait for its URL.
 
     Args:
