@@ -51,6 +51,12 @@ from course.wire.resume import Outbox, Receiver, Seen
 __all__ = ["ChannelClient", "ResumingClient"]
 
 
+def _fail(future: asyncio.Future, error: BaseException) -> None:
+    """Fail ``future`` and mark its error retrieved: the caller may have stopped waiting."""
+    future.set_exception(error)
+    future.exception()
+
+
 class ChannelClient:
     """One connection to a Phoenix-style server; create it with :meth:`connect`.
 
@@ -188,9 +194,11 @@ class ChannelClient:
             pass
         finally:
             self.closed.set()
-            for future in self._pending.values():
+            for future in list(self._pending.values()):
                 if not future.done():
                     future.set_exception(ConnectionError("connection closed"))
+                    future.exception()  # retrieved: whoever still awaits it gets the error;
+                    # a request given up already (its wait timed out) must not log it
 
     async def _beat(self, interval: float, timeout: float) -> None:
         try:
@@ -226,7 +234,7 @@ class ChannelClient:
             encode(Message(self.joined.get(topic), ref, topic, event, payload))))
         task.add_done_callback(lambda sent: (sent.cancelled() or sent.exception() is None
                                              or future.done()
-                                             or future.set_exception(ConnectionError("not sent"))))
+                                             or _fail(future, ConnectionError("not sent"))))
         return future
 
     async def wait_closed(self, timeout: float | None = None) -> None:
