@@ -92,6 +92,9 @@ def test_chapter3_runs_live_in_jupyterlab(jupyterlab, chromium):
         page.goto(jupyterlab.notebook_url(NOTEBOOK), timeout=LOAD)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=LOAD)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=LOAD)
+        # The whole notebook is rendered (on a loaded machine the first selectors can match
+        # while JupyterLab still shows a one-cell placeholder): its last section is there.
+        _code_cell(page, "slow client closed with").wait_for(timeout=LOAD)
         _shot(page, "01-opened")
 
         # Saved outputs (and saved widget state) must not be mistaken for live ones.
