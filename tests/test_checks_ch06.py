@@ -11,28 +11,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from course.checks import FAIL, PASS
+from check_lines import failing, run, stub
 from course.checks.ch06 import ORIGIN_CASES, check_backoff, check_classify, check_origin, check_token_bucket
 from course.wire.backoff import Jitter, backoff_delay
 from course.wire.limits import TokenBucket
 from course.wire.resume import Seen, classify
 from notebook_defs import defined_in
 
-
-def run(result, capsys) -> tuple[bool, dict[str, str]]:
-    cases = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith((PASS, FAIL)) and not line.endswith("checks pass"):
-            cases[line[2:].split(" — ")[0].strip()] = line
-    return result, cases
-
-
-def failing(cases: dict[str, str]) -> list[str]:
-    return [name for name, line in cases.items() if line.startswith(FAIL)]
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError()
 
 
 class StubBucket:

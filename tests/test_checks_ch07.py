@@ -13,28 +13,13 @@ import json
 
 import pytest
 
-from course.checks import FAIL, PASS
+from check_lines import failing, run, stub
 from course.checks.ch07 import check_auth, check_presence, check_route
 from course.wire.pusher import auth_string, presence_at, route
 from notebook_defs import defined_in
 
 SOLUTION = "solutions/07_scaling_out_with_redis_exercises.ipynb"
 
-
-def run(result, capsys) -> tuple[bool, dict[str, str]]:
-    cases = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith((PASS, FAIL)) and not line.endswith("checks pass"):
-            cases[line[2:].split(" — ")[0].strip()] = line
-    return result, cases
-
-
-def failing(cases: dict[str, str]) -> list[str]:
-    return [name for name, line in cases.items() if line.startswith(FAIL)]
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError()
 
 
 CHECKS = {"route": (check_route, route, 8), "auth": (check_auth, auth_string, 5),

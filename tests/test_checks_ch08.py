@@ -8,10 +8,9 @@ raises on refusals, the exercise's returns the status).
 
 from __future__ import annotations
 
-import asyncio
 import pytest
 
-from course.checks import FAIL, PASS
+from check_lines import failing, run, stub
 from course.checks.ch08 import (check_child_events, check_next_push_id, check_next_step,
                                 check_run_transaction, check_todo_rules)
 from course.net.dbclient import ABORT
@@ -20,23 +19,6 @@ from course.wire.dbevents import DbEvent, Kind
 from course.wire.pushid import PUSH_CHARS
 from course.wire.transaction import value_hash
 
-
-def run(result, capsys) -> tuple[bool, dict[str, str]]:
-    """A check's result (awaited if needed) and {case name: its ✅/❌ line}."""
-    ok_ = asyncio.run(result) if asyncio.iscoroutine(result) else result
-    cases = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith((PASS, FAIL)) and not line.endswith("checks pass"):  # not the summary
-            cases[line[2:].split(" — ")[0].strip()] = line
-    return ok_, cases
-
-
-def failing(cases: dict[str, str]) -> list[str]:
-    return [name for name, line in cases.items() if line.startswith(FAIL)]
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError()
 
 
 async def astub(*args, **kwargs):
