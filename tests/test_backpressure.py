@@ -56,7 +56,8 @@ def test_coalesce_keeps_the_latest_value_per_key_in_its_place():
     assert q.offer("AAPL 1", 6, "AAPL") is Decision.QUEUED
     assert q.offer("MSFT 1", 6, "MSFT") is Decision.QUEUED
     assert q.offer("AAPL 2", 6, "AAPL") is Decision.REPLACED
-    assert q.items() == ["AAPL 2", "MSFT 1"] and q.bytes == 12 and q.discarded == 1
+    assert q.items() == ["AAPL 2", "MSFT 1"] and q.bytes == 12 and q.discarded == 1  # newest first:
+    # across keys the queue is not in publication order (a reader tracks each key, or the highest seq)
     assert q.pop() == ("AAPL 2", 6)
     assert q.offer("AAPL 3", 6, "AAPL") is Decision.QUEUED   # sent already: a new slot, at the end
     assert q.items() == ["MSFT 1", "AAPL 3"]
@@ -155,7 +156,10 @@ async def _live(policy: Policy):
 def test_a_healthy_client_keeps_receiving_beside_a_stalled_one(policy):
     dropped, connected, stalled_name, closed, discarded, pending, received = asyncio.run(_live(policy))
     seqs = [m["seq"] for m in received]
-    assert seqs == sorted(set(seqs)) and seqs[-1] == PRICES      # in order, no duplicate, to the end
+    assert len(seqs) == len(set(seqs)) and max(seqs) == PRICES    # no duplicate, to the end
+    for symbol in SYMBOLS:   # each symbol in order; under COALESCE a replaced price keeps its
+        own = [m["seq"] for m in received if m["symbol"] == symbol]  # slot's place, so a lagging
+        assert own == sorted(own)                                  # client may get 766 before 765
     if policy is Policy.COALESCE:   # it may skip a price its writer had not sent yet, never the latest
         last = {m["symbol"]: m["seq"] for m in received}
         assert last == {s: PRICES - (PRICES - 1 - i) % len(SYMBOLS) for i, s in enumerate(SYMBOLS)}

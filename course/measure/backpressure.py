@@ -198,7 +198,7 @@ class BackpressureResult:
                 f"{latest}, {self.discarded} discarded")
 
 
-async def _healthy_client(url: str, latencies: list[float], counts: list[int], last: list[int],
+async def _healthy_client(url: str, latencies: list[float], counts: list[int], newest: list[int],
                           index: int, ready: asyncio.Event) -> None:
     async with connect(url, ping_interval=None, max_size=None) as ws:
         ready.set()
@@ -206,7 +206,9 @@ async def _healthy_client(url: str, latencies: list[float], counts: list[int], l
             message = json.loads(text)
             latencies.append((time.monotonic_ns() - message["sent_ns"]) / 1e6)
             counts[index] += 1
-            last[index] = message["seq"]
+            # the highest, not the last: under COALESCE a newer price replaces an older one
+            # in its place, so a lagging client may get seq 766 before 765 of another symbol
+            newest[index] = max(newest[index], message["seq"])
 
 
 async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5.0,
@@ -237,7 +239,7 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
     result = BackpressureResult(Policy(policy))
     latencies: list[float] = []
     counts = [0] * healthy
-    last = [0] * healthy
+    newest = [0] * healthy
     tasks: list[asyncio.Task] = []
     stalled = None
     try:
@@ -245,7 +247,7 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
             port = int((await child.stdout.readline()).decode())
             url = f"ws://127.0.0.1:{port}/"
             ready = [asyncio.Event() for _ in range(healthy)]
-            tasks = [asyncio.create_task(_healthy_client(url, latencies, counts, last, i, e))
+            tasks = [asyncio.create_task(_healthy_client(url, latencies, counts, newest, i, e))
                      for i, e in enumerate(ready)]
             await asyncio.gather(*(e.wait() for e in ready))
             stalled = await stalled_reader("127.0.0.1", port)
@@ -263,10 +265,10 @@ async def measure_policy(policy: Policy, *, healthy: int = 4, seconds: float = 5
         try:
             async with asyncio.timeout(10):
                 while any(seq < stats["published"] and not task.done()
-                          for seq, task in zip(last, tasks)):
+                          for seq, task in zip(newest, tasks)):
                     await asyncio.sleep(0.01)                    # the last price reached everybody
         except TimeoutError:
-            raise TimeoutError(f"{policy}: the healthy clients' last prices are {last}, "
+            raise TimeoutError(f"{policy}: the healthy clients' newest prices are {newest}, "
                                f"{stats['published']} published") from None
         latencies_now = list(latencies)
         result.published = stats["published"]
