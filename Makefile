@@ -8,6 +8,9 @@ SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 # Parallel workers for `make test` (xdist; notebooks stay whole per worker). The suite mostly
 # waits (servers, kernels, browsers), so 4 workers fit 2 cores; `JOBS=1 make test` on a small machine.
 JOBS ?= 4
+# Some machines (containers, CI images) set PYTHONDONTWRITEBYTECODE=1: then every kernel, worker
+# and child process compiles the course's modules from source again.  Not in our commands.
+unexport PYTHONDONTWRITEBYTECODE
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -26,10 +29,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Packages go in with uv (a pinned installer from PyPI, about ten times faster than pip here);
-# where uv cannot be installed, pip does the same job.
+# where uv cannot be installed, pip does the same job.  Both compile the packages to bytecode
+# at install (uv does not by default): every kernel starts from .pyc instead of compiling
+# IPython, zmq, tornado... again (0.6 s -> 0.3 s per kernel here; 5 s once, at install).
 UV_PIN := uv==0.13.8
 INSTALL = $(BIN)/python -m pip install --quiet $(UV_PIN) >/dev/null 2>&1 \
-	  && $(BIN)/uv pip install --quiet --python $(BIN)/python $(1) \
+	  && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python $(1) \
 	  || $(BIN)/python -m pip install --quiet $(1)
 
 $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
