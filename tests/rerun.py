@@ -3,8 +3,8 @@
 ``tools.execute.stress`` runs every notebook twice in one kernel:
 
 1. in order, with websockets' keepalive shortened (a ping every 0.1 s, a pong within 0.4 s)
-   and a 0.6 s pause after every cell that leaves a connection open; what each cell prints
-   must match its committed output;
+   and a 0.6 s pause after every cell that leaves a connection open that was not yet paused
+   for; what each cell prints must match its committed output;
 2. out of order: every cell twice in a row, each section again after the next one, the cleanup
    cell twice at the end; nothing may raise or hang (60 s per cell).
 

@@ -150,6 +150,20 @@ def test_a_raw_connection_used_after_a_pause(tmp_path, options, fails):
         assert report.paused_after  # it did pause while the connection was open
 
 
+def test_pauses_only_for_connections_not_yet_paused_for(tmp_path):
+    path = tmp_path / "pauses.ipynb"
+    second = "reader2, writer2, _, _ = await raw_upgrade(server.sockets[0].getsockname()[1])"
+    nb = notebook((SETUP.format(options=", ping_interval=None"), ""),   # connection 1: pause
+                  ("x = 1", ""),                                         # nothing new: no pause
+                  (second, ""),                                          # connection 2: pause
+                  ("y = 2", ""),                                         # nothing new: no pause
+                  ("writer2.close()\n" + CLEANUP[0], ""))
+    for number, cell in enumerate(nb.cells):
+        cell.id = f"c{number}"
+    nbformat.write(nb, path)
+    assert stress(path).paused_after == ["c0", "c2"]
+
+
 def test_a_closing_handshake_cell_run_twice(tmp_path):
     path = tmp_path / "rerun.ipynb"
     close = "writer.write(encode_frame(Opcode.CLOSE, b'\\x03\\xe8', mask=b'abcd'))\n" \

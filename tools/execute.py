@@ -14,10 +14,12 @@ clicks around, in one kernel and without saving:
 1. **Pauses.** A pre-cell (:data:`SHORT_KEEPALIVE`) shortens the keepalive defaults of
    ``websockets``' ``serve`` and ``connect`` (``ping_interval`` and ``ping_timeout``, 20 s
    each) to ``ping_interval`` and ``ping_timeout`` seconds; explicit arguments, such as
-   ``ping_interval=None``, still win. Every cell then runs in order, and after each cell that leaves a TCP connection open
-   in the kernel the run waits ``pause`` seconds, longer than ping interval + ping timeout:
-   a connection that cannot survive a reading pause dies there. What each cell prints must
-   still match its committed output (masked by ``tests/sanitize.cfg``, as nbval does).
+   ``ping_interval=None``, still win. Every cell then runs in order, and after each cell that
+   leaves open a TCP connection of the kernel that has not yet sat through a pause, the run waits
+   ``pause`` seconds, longer than ping interval + ping timeout: a connection that cannot survive
+   a reading pause dies there (one that survived a pause is not paused for again). What each
+   cell prints must still match its committed output (masked by ``tests/sanitize.cfg``, as
+   nbval does).
 2. **Out of order.** Section by section (``##`` headings), every cell runs twice in a row,
    and after each section the cells of the section before run once more; the last cell
    (the notebook's cleanup) runs twice at the end. Nothing may raise or hang: every cell
@@ -51,9 +53,10 @@ STRESS_CELL_TIMEOUT = 60
 PING_INTERVAL = 0.1
 PING_TIMEOUT = 0.4
 PAUSE = 0.6
-#: Cells slower than this (s) in pass 1 run only once in pass 2: the measurements of chapter 1
-#: and a deliberate 3 s wait in chapter 3; every quicker cell is repeated.
-SLOW = 2.0
+#: Cells slower than this (s) in pass 1 run only once in pass 2 (still a second run in the same
+#: kernel): the measurements of chapters 1 and 6, a deliberate 3 s wait in chapter 3, servers
+#: started in child processes; every quicker cell is repeated.
+SLOW = 1.0
 SANITIZE = Path(__file__).resolve().parents[1] / "tests" / "sanitize.cfg"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in tracebacks
 
@@ -209,17 +212,18 @@ class StressReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _open_connections(pid: int, zmq_ports: set[int]) -> int:
-    """TCP connections the kernel process holds open, apart from its own ZMQ channels."""
+def _open_connections(pid: int, zmq_ports: set[int]) -> set[tuple]:
+    """TCP connections the kernel process holds open, apart from its own ZMQ channels,
+    as ``(local address, remote address)`` pairs."""
     import psutil  # an ipykernel dependency
 
     try:
         connections = psutil.Process(pid).net_connections(kind="tcp")
     except psutil.Error:
-        return 0
-    return sum(1 for c in connections
-               if c.status == psutil.CONN_ESTABLISHED and c.raddr
-               and c.laddr.port not in zmq_ports and c.raddr.port not in zmq_ports)
+        return set()
+    return {(tuple(c.laddr), tuple(c.raddr)) for c in connections
+            if c.status == psutil.CONN_ESTABLISHED and c.raddr
+            and c.laddr.port not in zmq_ports and c.raddr.port not in zmq_ports}
 
 
 async def _stress(path: Path, keepalive: tuple[float, float], pause: float, slow: float,
@@ -252,7 +256,8 @@ async def _stress(path: Path, keepalive: tuple[float, float], pause: float, slow
         await client.async_execute_cell(pre, 0)
         groups = sections(original)
         code = [i for group in groups for i in group]
-        for index in code:  # pass 1: in order, pausing while connections are open
+        paused: set[tuple] = set()  # connections that already sat through a pause
+        for index in code:  # pass 1: in order, pausing while new connections are open
             start = time.monotonic()
             cell = await run(index)
             report.seconds[label(index)] = time.monotonic() - start
@@ -265,9 +270,13 @@ async def _stress(path: Path, keepalive: tuple[float, float], pause: float, slow
                         f"of {pause} s (keepalive: ping every {keepalive[0]} s, pong within "
                         f"{keepalive[1]} s)\n--- committed:\n{want}"
                         f"--- this run:\n{got}")
-            if index != code[-1] and (pause_all or _open_connections(pid, zmq_ports)):
+            if index == code[-1]:
+                continue
+            connections = _open_connections(pid, zmq_ports)
+            if pause_all or connections - paused:
                 report.paused_after.append(label(index))
                 await asyncio.sleep(pause)
+                paused |= connections
         fast = {i for i in code if report.seconds[label(i)] < slow}
         for index in perturbed_order(groups, fast):  # pass 2: out of order
             report.order.append(label(index))
@@ -284,7 +293,7 @@ def stress(path: Path, keepalive: tuple[float, float] = (PING_INTERVAL, PING_TIM
     Args:
         path: The notebook.
         keepalive: websockets' default ``(ping_interval, ping_timeout)`` in the kernel (s).
-        pause: Wait after each cell that leaves a TCP connection open (s); keep it above
+        pause: Wait after each cell that leaves a new TCP connection open (s); keep it above
             ``sum(keepalive)`` so that an unanswered ping has timed out by then.
         slow: Cells that took longer than this in pass 1 are not repeated in pass 2 (s).
         pause_all: Pause after every cell, not only while a connection is open (slower).
