@@ -299,6 +299,9 @@ def test_network_text_is_shown_as_text(chromium, loop, server, widgets):
     page = open_page(chromium, server.url, evil_name, room="xss")
     try:
         say(page, evil)
+        # the server has it (the page shows its own message at once, then marks it delivered);
+        # only then the kernel speaks, so that the order is known
+        expect(page.locator("#messages .delivered")).to_have_count(1, timeout=TIMEOUT_MS)
         loop.run(kernel.send("<script>window.__pwned=2</script>"))
         expect(bodies(page)).to_have_text([evil, "<script>window.__pwned=2</script>"],
                                           timeout=TIMEOUT_MS)
