@@ -36,7 +36,9 @@ path is ``/app/<key>?protocol=7&client=js&version=...``.  In a notebook::
   ignores).  A client that subscribes with ``"since": "<last id seen>"`` (the course's
   extension of ``pusher:subscribe``) first gets every later entry (``XRANGE``), then the
   live ones, with no gap and no duplicate: live events that arrive during the replay wait
-  in a buffer and those already replayed are dropped.
+  in a buffer, and a live event whose id is at or below the replay's last id is dropped,
+  during the replay and after it (the stream read and the pub/sub message travel on two
+  connections: the live copy of a replayed event may be read after the replay ended).
 
 **Sending.**  With ``fastlane=True`` (the default) a broadcast's WebSocket frame is
 encoded *once* (:func:`course.protocol.encode_frame`) and the same bytes are written to
@@ -105,10 +107,23 @@ class Connection:
     transport: Any
     #: channel -> live frames held back while that channel's replay runs
     held: dict[str, list[tuple[str | None, bytes | str]]] = field(default_factory=dict)
+    #: channel -> the last stream id its replay sent (or the ``since`` it asked from)
+    replayed: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def socket_id(self) -> str:
         return self.session.socket_id
+
+    def already_replayed(self, channel: str, entry_id: str | None) -> bool:
+        """Whether the event ``entry_id`` of ``channel`` was sent by this connection's replay
+        (or was before its ``since``): then its live copy is a duplicate."""
+        mark = self.replayed.get(channel)
+        if mark is None or entry_id is None:
+            return False
+        try:
+            return stream_id_key(entry_id) <= mark
+        except BadFrame:
+            return False
 
 
 class PusherServer(AppService):
@@ -191,7 +206,7 @@ class PusherServer(AppService):
         payload: bytes | str = encode_frame(Opcode.TEXT, text.encode()) if self.fastlane else text
         sent = 0
         for conn in list(subscribers.values()):
-            if conn.socket_id == broadcast.socket:
+            if conn.socket_id == broadcast.socket or conn.already_replayed(channel, broadcast.id):
                 continue
             held = conn.held.get(channel)
             if held is not None:
@@ -292,6 +307,7 @@ class PusherServer(AppService):
                                                "user_info": action.member.user_info}, conn.socket_id))
             return
         self._send(conn, subscription_succeeded(channel))
+        conn.replayed.pop(channel, None)
         if action.since is None:
             self.channels.setdefault(channel, {})[conn.socket_id] = conn
             return
@@ -309,12 +325,14 @@ class PusherServer(AppService):
                 self._send(conn, event_frame(channel, Broadcast(stored.event, stored.data, None, entry_id)))
                 last = max(last, stream_id_key(entry_id))
         finally:
+            conn.replayed[channel] = last
             for entry_id, payload in conn.held.pop(channel, []):
-                if entry_id is None or stream_id_key(entry_id) > last:
+                if not conn.already_replayed(channel, entry_id):
                     self._send(conn, payload)
 
     async def _unsubscribe(self, conn: Connection, channel: str) -> None:
         subscribers = self.channels.get(channel, {})
+        conn.replayed.pop(channel, None)
         if subscribers.pop(conn.socket_id, None) is None:
             return
         if not subscribers:
