@@ -171,6 +171,31 @@ def test_a_push_sent_twice_with_one_id_is_posted_once_and_acknowledged_twice():
     run(scenario)
 
 
+def test_a_nickname_is_not_a_dedup_key():
+    """Mallory joins under Ada's public nickname and sends first the id Ada will use: Ada's
+    message is still posted. Without "client", ids are deduplicated per connection."""
+    async def scenario():
+        async with await start_channels() as server:
+            async with await ChannelClient.connect(server.url, heartbeat_interval=None) as ada, \
+                    await ChannelClient.connect(server.url, heartbeat_interval=None) as mallory:
+                await ada.join("room:lobby", {"name": "ada", "last_seq": 0})
+                await mallory.join("room:lobby", {"name": "ada", "last_seq": 0})
+                spoof = await mallory.push("room:lobby", "new_msg", {"body": "spoof", "id": "ada-1"})
+                real = await ada.push("room:lobby", "new_msg", {"body": "real", "id": "ada-1"})
+                assert "duplicate" not in spoof["response"] and "duplicate" not in real["response"]
+                again = await ada.push("room:lobby", "new_msg", {"body": "real", "id": "ada-1"})
+                assert again["response"] == {**real["response"], "duplicate": True}  # same connection
+                # nor a plain join (no last_seq): its ids are its connection's own
+                await mallory.join("room:den", {"name": "bob"})
+                await ada.join("room:den", {"name": "bob"})
+                for client in (mallory, ada):
+                    reply = await client.push("room:den", "new_msg", {"body": "x", "id": "bob-1"})
+                    assert "duplicate" not in reply["response"]
+                assert [m["body"] for m in server.rooms.room("lobby").history] == ["spoof", "real"]
+                assert len(server.rooms.room("den").history) == 2
+    run(scenario)
+
+
 def test_a_plain_join_still_gets_chapter_5_payloads():
     async def scenario():
         async with await start_channels() as server:

@@ -64,9 +64,13 @@ server restarted), ``"resume": "resync"``, ``"seq"`` and a ``"reason"``, and not
 replayed.  Such a member's ``new_msg`` payloads carry ``"seq"``; other members' payloads
 are unchanged.  A ``new_msg`` push with an ``"id"`` (a string, an idempotency key) is
 acknowledged by its ok reply, ``{"id": message id, "seq": seq}``; the same id sent again
-by the same client (the join's ``"client"``, else its nickname) gets the same reply plus
-``"duplicate": true`` and is not posted again (:class:`course.wire.resume.Deduplicator`,
-bounded by ``dedup_per_client`` ids per client).
+by the same client gets the same reply plus ``"duplicate": true`` and is not posted again
+(:class:`course.wire.resume.Deduplicator`, bounded by ``dedup_per_client`` ids per client).
+"The same client" is the join's ``"client"``, a random id that only that client knows
+(never shown to others), so it deduplicates across its reconnections; a join without one
+is deduplicated on its own connection only.  Never by nickname: a nickname is public, and
+anyone joining under it could send first the ids its owner will use, and have the owner's
+messages dropped as repeats.
 """
 
 from __future__ import annotations
@@ -283,6 +287,7 @@ class ChannelServer(AppService):
         self.rooms = Rooms(log_size)
         self.dedup = Deduplicator(dedup_per_client)  #: client → message ids seen (resume)
         self._clients: dict[tuple[Any, str], Hashable] = {}  # (ws, topic) → dedup key
+        self._anonymous = itertools.count(1)  # the dedup keys of joins without "client"
         self.timed_out = 0  #: connections closed for silence
         self.host = ""
         self.port = 0
@@ -399,7 +404,8 @@ class ChannelServer(AppService):
         last_seq, client = action.resume
         room = self.rooms.room(action.room)
         topic, join_ref = action.topic, action.join_ref
-        self._clients[(ws, topic)] = (action.room, client or action.name)
+        self._clients[(ws, topic)] = ((action.room, client) if client
+                                      else (action.room, "connection", next(self._anonymous)))
 
         def deliver(event: str, payload: dict[str, Any]) -> None:
             if event == NEW_MSG and room.log.last_seq and payload is room.log.newest.payload:
@@ -428,7 +434,10 @@ class ChannelServer(AppService):
             return True
         if msg_id is None:
             return False
-        client = self._clients.get((ws, action.topic), (action.room, id(ws)))
+        client = self._clients.get((ws, action.topic))
+        if client is None:  # a plain join: this connection only
+            client = self._clients[(ws, action.topic)] = (action.room, "connection",
+                                                          next(self._anonymous))
         repeat, answer = self.dedup.seen(client, msg_id)
         if not repeat:
             room = self.rooms.room(action.room)
