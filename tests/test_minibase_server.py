@@ -18,9 +18,10 @@ import pytest
 import websockets
 
 from course.net.dbclient import ABORT, DbClient, DbError
-from course.net.minibase import MinibaseServer, Store, start_minibase
+from course.net.minibase import MinibaseServer, Store, start_minibase, verified_sessions
 from course.net.relay import start_relay
 from course.wire import dbproto
+from course.wire.auth import SessionSigner
 from course.wire.dbevents import Kind
 from course.wire.sse import SSEParser
 from course.wire.transaction import value_hash
@@ -100,6 +101,47 @@ def test_denied_write_is_rolled_back_with_a_clear_error():
                 await ada.presence("online/bob")
             assert server.tree is None
             await ada.close()
+    run(main)
+
+
+def test_verified_sessions_refuse_claims_and_forgeries_and_admit_signed_users():
+    """By default the server believes a claimed uid; with ``verified_sessions`` only a value
+    the application signed gets in, over the WebSocket and over REST."""
+    signer = SessionSigner(b"k" * 32, max_age=60)
+    clock = [1_000.0]
+    signed = signer.sign("root", clock[0])
+    body, _, mac = signed.partition(".")
+    forged = SessionSigner(b"x" * 32).sign("root", clock[0])
+    altered = body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + mac
+
+    async def main():
+        async with await start_minibase(rules=RULES) as trusting:  # the default: a claim is believed
+            impostor = await DbClient.connect(trusting.url, auth={"uid": "root"})
+            await impostor.set("admin/motd", "claimed")
+            await impostor.close()
+        async with await start_minibase(rules=RULES, authenticate=verified_sessions(
+                signer, clock=lambda: clock[0])) as server:
+            for cred in ({"uid": "root"}, "root", forged, altered, "", 42, None.__class__.__name__):
+                with pytest.raises(DbError) as caught:
+                    await DbClient.connect(server.url, auth=cred, reconnect=False)
+                assert caught.value.status == "permission_denied", cred
+                assert "invalid credentials" in str(caught.value)
+            root = await DbClient.connect(server.url, auth=signed)
+            assert root.auth == signed
+            await root.set("admin/motd", "signed")                   # the rules see uid root
+            await root.close()
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{server.port}"
+                async with http.put(f"{base}/admin/x.json?auth=root", json=1) as r:
+                    assert r.status == 401                           # a claim: signed out
+                async with http.put(f"{base}/admin/x.json", params={"auth": signed}, json=1) as r:
+                    assert r.status == 200
+                clock[0] += 61                                       # past max_age
+                async with http.put(f"{base}/admin/x.json", params={"auth": signed}, json=2) as r:
+                    assert r.status == 401
+            with pytest.raises(DbError, match="permission_denied"):
+                await DbClient.connect(server.url, auth=signed, reconnect=False)
+            assert server.tree == {"admin": {"motd": "signed", "x": 1}}
     run(main)
 
 

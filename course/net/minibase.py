@@ -47,9 +47,11 @@ The commit runs on the event loop (a few ms): simple, ordered, and measured by
 (:func:`course.wire.tree.resolve_server_values`): a counter that every client increments
 this way counts exactly, with no transaction and no retry.
 
-**Auth.**  A teaching shortcut: a client *claims* its identity (``auth`` with
-``{"cred": {"uid": "ada"}}``, or ``?auth=ada`` over REST) and the server believes it.
-Firebase verifies a signed ID token instead; pass ``authenticate`` to do the same.
+**Auth.**  By default a teaching shortcut: a client *claims* its identity (``auth`` with
+``{"cred": {"uid": "ada"}}``, or ``?auth=ada`` over REST) and the server believes it
+(:func:`trust_claims`), so anybody may claim to be anybody.  Firebase verifies a signed ID
+token instead; :func:`verified_sessions` does the same with chapter 6's signed sessions
+(``authenticate=verified_sessions(signer)``: only a value the server signed gets in).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from aiohttp import WSMsgType, web
 from course.net.fanout import Fanout, join_aiohttp
 from course.net.lifecycle import AppService, run_until_signal
 from course.protocol import CloseCode
+from course.wire.auth import AuthError, SessionSigner
 from course.wire.origin import request_origin_allowed
 from course.wire import dbproto
 from course.wire.dbproto import Action, BadRequest, Request, Status
@@ -84,8 +87,8 @@ from course.wire.transaction import matches
 from course.wire.tree import (MAX_VALUE_BYTES, TreeError, Value, check_size, get, is_prefix, join_path,
                               leaves, normalize, parse_path, resolve_server_values, set_at, update)
 
-__all__ = ["Store", "Subscriber", "MinibaseServer", "start_minibase", "trust_claims", "main",
-           "MAX_FRAME_BYTES", "REMEMBERED_ATTEMPTS"]
+__all__ = ["Store", "Subscriber", "MinibaseServer", "start_minibase", "trust_claims",
+           "verified_sessions", "main", "MAX_FRAME_BYTES", "REMEMBERED_ATTEMPTS"]
 
 REMEMBERED_ATTEMPTS = 10_000  #: transaction attempt ids the server remembers
 MAX_FRAME_BYTES = 64 * 1024  #: frames may hold twice ``max_value_bytes``, and at least this
@@ -99,6 +102,34 @@ def trust_claims(cred: Any) -> dict[str, Any] | None:
     if isinstance(cred, Mapping) and isinstance(cred.get("uid"), str) and cred["uid"]:
         return dict(cred)
     return None
+
+
+def verified_sessions(signer: SessionSigner,
+                      clock: Callable[[], float] = time.time) -> Callable[[Any], dict[str, Any] | None]:
+    """An ``authenticate`` that believes only session values ``signer`` made (chapter 6).
+
+    The application signs a user in by its own means (a password, a login provider), then
+    gives the client ``signer.sign(user, time.time())``; the client signs in to the
+    database with that value, as a Firebase client sends its ID token.  A claim such as
+    ``{"uid": "ada"}``, a forged or altered value, or one older than ``signer.max_age``
+    is refused (``permission_denied``).
+
+    Args:
+        signer: the application's :class:`course.wire.auth.SessionSigner`.
+        clock: the time in seconds, to check a value's age (default ``time.time``).
+
+    Returns:
+        ``authenticate(cred)``: ``{"uid": user}``, or ``None`` for anything else.
+    """
+    def authenticate(cred: Any) -> dict[str, Any] | None:
+        if not isinstance(cred, str):
+            return None
+        try:
+            return {"uid": signer.verify(cred, clock())}
+        except AuthError:
+            return None
+
+    return authenticate
 
 
 class Store:
