@@ -136,6 +136,48 @@ def test_rawserver_per_address_cap_spares_other_addresses():
     assert refused.startswith(b"HTTP/1.1 503 ") and b"from your address" in refused and ok
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_private_server_is_under_the_guard_with_and_without_tls(tls):
+    """Chapter 6's signed-in server: a connection that never finishes its handshake (the TLS
+    one, or the HTTP head) is closed at the deadline, and past the cap a newcomer gets 503."""
+    from course.net.private import start_private
+    from course.net.tls import client_context, local_ca, server_context
+
+    async def main():
+        ca = local_ca() if tls else None
+        guard = ConnectionGuard(max_connections=3, handshake_timeout=0.5)
+        server = await start_private(guard=guard, ssl_context=server_context(ca) if tls else None)
+        client_tls = client_context(ca) if tls else None
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", server.port)  # says nothing at all
+            async with asyncio.timeout(5):
+                silent = await r.read()
+            w.close()
+            held = []
+            for _ in range(3):  # a request answered, the connection kept alive: it counts
+                r, w = await asyncio.open_connection("127.0.0.1", server.port, ssl=client_tls)
+                w.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+                async with asyncio.timeout(5):
+                    head = await r.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 404"), head
+                held.append(w)
+            r, w = await asyncio.open_connection("127.0.0.1", server.port, ssl=client_tls)
+            async with asyncio.timeout(5):
+                refused = await r.read()
+            w.close()
+            for writer in held:
+                writer.close()
+            return silent, refused, guard.stats
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    silent, refused, stats = run(main())
+    assert silent == b""
+    assert refused.startswith(b"HTTP/1.1 503 ") and b"too many connections" in refused
+    assert stats.refused >= 1
+
+
 @pytest.mark.parametrize("origin, host, status", [
     ("http://localhost:9", None, b"403"),                       # another site (CSWSH)
     ("http://attacker.example:{port}", "attacker.example:{port}", b"403"),   # DNS rebinding

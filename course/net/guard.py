@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -247,10 +248,14 @@ class _GuardedProtocol(asyncio.Protocol):
         return getattr(self._inner, name)
 
 
-async def start_site(runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> web.TCPSite:
+async def start_site(runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard, *,
+                     ssl_context: ssl.SSLContext | None = None) -> web.TCPSite:
     """``web.TCPSite(runner, host, port).start()``, with every connection under ``guard``.
 
-    The site belongs to ``runner`` as usual: ``await runner.cleanup()`` stops it.
+    The site belongs to ``runner`` as usual: ``await runner.cleanup()`` stops it.  With
+    ``ssl_context`` it speaks TLS: the guard counts a connection once its TLS handshake is
+    done, and that handshake has the guard's handshake deadline too (asyncio's
+    ``ssl_handshake_timeout``, 60 s by default).
 
     Returns:
         The started site; its port is ``runner.addresses[0][1]``.
@@ -258,13 +263,14 @@ async def start_site(runner: web.AppRunner, host: str, port: int, guard: Connect
     Raises:
         OSError: the address is in use or cannot be bound.
     """
-    site = _GuardedSite(runner, host, port, guard)
+    site = _GuardedSite(runner, host, port, guard, ssl_context)
     await site.start()
     return site
 
 
 async def start_app(app: web.Application, host: str, port: int, guard: ConnectionGuard,
-                    shutdown_timeout: float = 60.0) -> web.AppRunner:
+                    shutdown_timeout: float = 60.0, *,
+                    ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Serve an aiohttp application on ``host:port`` under ``guard``; return its runner.
 
     Add ``guard.middleware`` to the application's middlewares, so that a request that
@@ -276,7 +282,7 @@ async def start_app(app: web.Application, host: str, port: int, guard: Connectio
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        await start_site(runner, host, port, guard)
+        await start_site(runner, host, port, guard, ssl_context=ssl_context)
     except BaseException:
         await runner.cleanup()
         raise
@@ -286,17 +292,20 @@ async def start_app(app: web.Application, host: str, port: int, guard: Connectio
 class _GuardedSite(web.TCPSite):
     __slots__ = ("_guard",)
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port)
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self._guard = guard
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         factory = self._runner.server
         assert factory is not None
+        tls = {} if self._ssl_context is None else {
+            "ssl": self._ssl_context, "ssl_handshake_timeout": self._guard.table.handshake_timeout}
         self._server = await asyncio.get_running_loop().create_server(
             self._guard.wrap(factory), self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port, **tls)
 
 
 async def flushed(outbox: Any, timeout: float = 1.0) -> bool:

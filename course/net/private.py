@@ -25,6 +25,9 @@ WebSocket exists:
    ``cookie_auth``, the session cookie (:class:`course.wire.auth.SessionSigner`);
    neither gives **401** with the error envelope as body.
 
+Connections are under a :class:`course.net.guard.ConnectionGuard` (caps, and a deadline for
+the handshake, the TLS one included when the server speaks ``https``).
+
 Every request is written to :attr:`PrivateServer.access_log` in the Common Log Format,
 the request line with its query string, as nginx and aiohttp write it: a ticket shows
 up there, and is spent by then.  :class:`AttackerSite` serves the attacker's page of
@@ -49,6 +52,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from course.net.fanout import Fanout, join_aiohttp
+from course.net.guard import ConnectionGuard
 from course.net.lifecycle import AppService, run_until_signal
 from course.net.tls import TLSAppService
 from course.protocol import CloseCode
@@ -108,6 +112,8 @@ class PrivateServer(TLSAppService):
         ticket_ttl: seconds a ticket stays valid.
         secret: the session signing key (default: a random one per server).
         clock: seconds now (wall clock; a test passes its own).
+        guard: connection caps and handshake deadline, for plain and TLS connections
+            (default: a :class:`course.net.guard.ConnectionGuard` with its defaults).
     """
 
     scheme = "http"  # url: the page to open in a browser
@@ -119,7 +125,7 @@ class PrivateServer(TLSAppService):
                  policy: RoomPolicy = DEFAULT_POLICY,
                  seed: Mapping[str, list[tuple[str, str]]] = DEFAULT_SEED,
                  ticket_ttl: float = 10.0, secret: bytes | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, guard: ConnectionGuard | None = None) -> None:
         self.check_origin = check_origin
         self.allowed_origins = set(allowed_origins)
         self.cookie_auth = cookie_auth
@@ -134,7 +140,8 @@ class PrivateServer(TLSAppService):
         self.access_log: deque[str] = deque(maxlen=_LOG_LINES)
         self.clients = Fanout(16, close_timeout=1.0)
         self._joined: dict[Any, set[str]] = {}  # ws -> its rooms
-        self.app = web.Application(middlewares=[self._log])
+        self.guard = guard if guard is not None else ConnectionGuard()
+        self.app = web.Application(middlewares=[self.guard.middleware, self._log])
         self.app.router.add_get("/", _page("private.html"))
         self.app.router.add_post("/login", self._login)
         self.app.router.add_post("/ticket", self._ticket)

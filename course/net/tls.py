@@ -40,6 +40,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from course.net.guard import start_app
 from course.net.lifecycle import AppService
 
 __all__ = ["TLSAppService", "local_ca", "server_context", "client_context", "spki_sha256", "chromium_trust_args"]
@@ -113,9 +114,13 @@ class TLSAppService(AppService):
         """
         if self._runner is not None:
             raise RuntimeError(f"this {type(self).__name__} is already started")
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        if self.guard is not None:
+            runner = await start_app(self.app, host, port, self.guard, self.shutdown_timeout,
+                                     ssl_context=ssl_context)
+        else:
+            runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+            await runner.setup()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         self._runner, self.ssl_context = runner, ssl_context
         self.host, self.port = runner.addresses[0][:2]
         return self
