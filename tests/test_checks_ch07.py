@@ -213,3 +213,10 @@ def test_presence_wrong_answers_fail_where_expected(wrong, expected, capsys):
     ok, cases = run(check_presence(wrong), capsys)
     assert not ok
     only_fails(cases, *expected)
+
+
+def test_presence_lists_with_a_user_per_tab_fail(capsys):
+    ok, cases = run(check_presence(_presence_users_as_list), capsys)
+    assert not ok
+    tabs = next(line for name, line in cases.items() if "several tabs count once" in name)
+    assert tabs.startswith("❌") and "expected a set, got list" in tabs

@@ -283,6 +283,33 @@ async def tx_sends_abort(put, function, current, max_retries=25):
     return await tx_solution(put, lambda v: None if function(v) is ABORT else function(v), current, max_retries)
 
 
+async def tx_loops_on_refusals(put, function, current, max_retries=25):
+    """Retries only count on datastale: a refusal loops for ever (it hung the check once)."""
+    retries = 0
+    while True:
+        new = function(current)
+        if new is ABORT:
+            return "aborted", current, retries
+        status, data = await put(new, value_hash(current))
+        if status == "ok":
+            return "ok", new, retries
+        if status == "datastale":
+            if retries >= max_retries:
+                return "maxretry", current, retries
+            current = data
+            retries += 1
+
+
+async def tx_gives_up_with_new(put, function, current, max_retries=25):
+    status, value, retries = await tx_solution(put, function, current, max_retries)
+    return status, (function(value) if status == "maxretry" else value), retries
+
+
+async def tx_refused_with_data(put, function, current, max_retries=25):
+    status, value, retries = await tx_solution(put, function, current, max_retries)
+    return status, ("refused by the rules" if status == "permission_denied" else value), retries
+
+
 def test_run_transaction_solution_passes(capsys):
     ok_, cases = run(check_run_transaction(tx_solution), capsys)
     assert ok_ and not failing(cases) and len(cases) == 5
@@ -298,6 +325,9 @@ def test_run_transaction_stub_fails_without_hints(capsys):
     (tx_unbounded_tries, "stale every time: 'maxretry' after max_retries retries"),
     (tx_retries_refusals, "another refusal: stop at once with that status"),
     (tx_sends_abort, "the function returns ABORT: nothing is sent"),
+    (tx_loops_on_refusals, "another refusal: stop at once with that status"),
+    (tx_gives_up_with_new, "stale every time: 'maxretry' after max_retries retries"),
+    (tx_refused_with_data, "another refusal: stop at once with that status"),
 ])
 def test_run_transaction_wrong_answers_fail(wrong, case, capsys):
     assert_wrong(*run(check_run_transaction(wrong), capsys), case)

@@ -165,7 +165,10 @@ def check_presence(presence_at: Callable[[dict[Any, Any], float], tuple[set[str]
                    f"expected a tuple (present, expired, gone), got {got!r}")
             for name, value, wanted in zip(("present users", "expired sockets", "gone users"), got,
                                            (present, expired, gone)):
-                expect_equal(set(value), wanted, f"{name} at t={now:g}")
+                expect(isinstance(value, (set, frozenset)),
+                       f"{name}: expected a set, got {type(value).__name__} {value!r} (a set "
+                       "counts a user with several tabs once)")
+                expect_equal(value, wanted, f"{name} at t={now:g}")
         return test
 
     two = {"1.1": _entry("ada", 110), "2.2": _entry("bob", 105)}

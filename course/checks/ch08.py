@@ -17,6 +17,7 @@ rules the student writes.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 from collections.abc import Callable
@@ -211,6 +212,9 @@ def check_next_step(next_step: Callable[[str, int, int], Any]) -> bool:
     return summary(results, "next_step")
 
 
+_MAX_PUTS = 100  #: a transaction that sends more has a loop that never ends
+
+
 class _FakeServer:
     """Holds one value; answers puts as minibase does (compare the hash, write or datastale)."""
 
@@ -219,6 +223,10 @@ class _FakeServer:
         self.puts: list[tuple[Value, str]] = []
 
     async def put(self, new: Value, digest: str) -> tuple[str, Value]:
+        await asyncio.sleep(0)  # a real put waits for the network: the check's deadline can fire
+        if len(self.puts) >= _MAX_PUTS:
+            raise AssertionError(f"more than {_MAX_PUTS} puts: the loop does not stop "
+                                 "(only 'retry' may loop; 'fail' and 'maxretry' return)")
         self.puts.append((new, digest))
         if self.refuse:
             return self.refuse, "refused by the rules"
@@ -261,12 +269,16 @@ async def check_run_transaction(run_transaction: Callable) -> bool:
         got = _result(await run_transaction(server.put, add_one, 0, 3))
         expect_equal((got[0], got[2]), ("maxretry", 3), "(status, retries)")
         expect_equal(len(server.puts), 4, "number of puts (the first try and 3 retries)")
+        expect(transaction.value_hash(got[1]) == server.puts[-1][1],
+               f"the value returned with 'maxretry' is {got[1]!r}: return `current`, the value "
+               "the last try started from (not the new value, which was never written)")
 
     async def refused() -> None:
         server = _FakeServer(0, refuse="permission_denied")
         got = _result(await run_transaction(server.put, add_one, 0, 25))
         expect_equal((got[0], got[2]), ("permission_denied", 0), "(status, retries)")
         expect_equal(len(server.puts), 1, "number of puts")
+        expect_equal(got[1], 0, "the value returned with a refusal (`current`, unchanged)")
 
     async def aborted() -> None:
         server = _FakeServer(7)
